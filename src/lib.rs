@@ -1,0 +1,26 @@
+//! shake — move Redis data across networks that cannot see each other.
+//!
+//! `shake capture` acts as a replica of every master of a source, writes the RDB snapshot and
+//! the live command stream into a durable journal keyed by replication offset; the journal is
+//! carried across an air gap, audited offline, and replayed onto a destination.
+//!
+//! # Layout
+//!
+//! | module        | what it holds | knows about |
+//! |---------------|---------------|-------------|
+//! | [`resp`]      | RESP2/RESP3 frames: `check` (no allocation, reports the exact wire length) then `parse`; an encoder | bytes only, no I/O |
+//! | [`net`]       | endpoint URLs, credentials that never print, TLS (rustls), the tokio connection, topology discovery (standalone / cluster / sentinel), key → slot | tokio |
+//! | [`probe`]     | the pre-flight facts `shake probe` reports, gathered from a live server | `net` |
+//! | [`cli`]       | clap definitions, one file per subcommand, and the command handlers (anyhow lives here) | everything |
+//! | [`exit`]      | the documented process exit codes | nothing |
+//! | [`logging`]   | tracing subscriber set-up for `--log-format text|json` | tracing |
+//! | [`progress`]  | progress bars on a terminal, periodic log lines otherwise | indicatif, tracing |
+//! | [`units`]     | parsing of sizes (`64MiB`) and durations (`30s`) shared by every flag | nothing |
+//!
+//! The planned pipeline (capture → journal → inspect/filter → replay) and where each future
+//! module sits is drawn in `docs/architecture.md`. Storage and format modules (`rdb`, `journal`)
+//! never depend on the CLI, progress output or the async runtime.
+#![warn(missing_docs)]
+
+pub mod exit;
+pub mod units;
