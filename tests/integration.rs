@@ -1,1 +1,4 @@
 //! Integration tests
+
+mod journal_roundtrip;
+mod journal_util;
