@@ -2,3 +2,4 @@
 
 mod journal_roundtrip;
 mod journal_util;
+mod journal_crash;

@@ -94,6 +94,16 @@ impl ShardReader {
             frames: Vec::new(),
             damage: Mutex::new(Vec::new()),
         };
+        for s in &r.manifest.sealed {
+            if !files.iter().any(|(_, p)| p.file_name().and_then(|n| n.to_str()) == Some(s.file.as_str())) {
+                r.damage_or_refuse(
+                    &dir.join(&s.file),
+                    0,
+                    s.bytes,
+                    format!("sealed segment number {} listed in shard.json is missing", s.number),
+                )?;
+            }
+        }
         let count = files.len();
         for (i, (_, path)) in files.into_iter().enumerate() {
             let name = path
@@ -124,6 +134,7 @@ impl ShardReader {
                 Err(e) => return Err(e),
             };
             let Some(header) = frames.1 else { continue };
+            r.check_chain(&path, &header)?;
             let seg = r.segments.len();
             let sealed = frames.2;
             for f in frames.0 {
@@ -205,6 +216,51 @@ impl ShardReader {
         }
         let sealed = scan.seal.is_some();
         Ok((scan.frames, Some(header), sealed))
+    }
+
+    /// Checks that a segment follows the previous one: next number, and the previous
+    /// segment's last position as recorded in its header. Catches deleted, duplicated and
+    /// reordered segments.
+    fn check_chain(&self, path: &Path, h: &SegmentHeader) -> Result<()> {
+        let (number, prev_last) = match self.segments.last() {
+            Some(prev) => (
+                prev.header.number + 1,
+                self.frames
+                    .iter()
+                    .rev()
+                    .find(|f| self.segments[f.segment].header.number == prev.header.number)
+                    .map(|f| f.header.last)
+                    .or(prev.header.prev_last),
+            ),
+            None => (
+                self.manifest.sealed.first().map_or(0, |s| s.number),
+                None,
+            ),
+        };
+        if h.number != number {
+            return self.damage_or_refuse(
+                path,
+                16,
+                0,
+                format!(
+                    "segment number {} where {number} was expected: a segment is missing, \
+                     duplicated or out of order",
+                    h.number
+                ),
+            );
+        }
+        if self.segments.last().is_some() && h.prev_last != prev_last {
+            return self.damage_or_refuse(
+                path,
+                48,
+                0,
+                format!(
+                    "header says the previous segment ended at {:?}, it ended at {:?}",
+                    h.prev_last, prev_last
+                ),
+            );
+        }
+        Ok(())
     }
 
     fn note(&self, d: Damage) {
