@@ -3,3 +3,4 @@
 mod journal_roundtrip;
 mod journal_util;
 mod journal_crash;
+mod journal_corruption;

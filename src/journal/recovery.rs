@@ -58,11 +58,15 @@ pub(crate) fn open_for_append(dir: &Path, opts: WriterOptions) -> Result<ShardWr
     let mut active = None;
     if let Some((_, path)) = files.get(n) {
         let buf = std::fs::read(path).map_err(io(path))?;
-        if buf.len() < SEGMENT_HEADER_LEN {
+        let torn_header = buf.len() < SEGMENT_HEADER_LEN
+            || (segment::SegmentHeader::decode(&buf, path).is_err()
+                && segment::find_next_frame(&buf, 0, true).is_none());
+        if torn_header {
             tracing::warn!(
                 file = %path.display(),
                 bytes = buf.len(),
-                "removing a segment shorter than its header (crash while creating it)"
+                "removing a segment whose header is torn and that holds no valid frame \
+                 (crash while creating it)"
             );
             std::fs::remove_file(path).map_err(io(path))?;
             manifest::sync_dir(dir)?;
