@@ -1,6 +1,7 @@
 //! Integration tests
 
+mod journal_corruption;
+mod journal_crash;
+mod journal_follower;
 mod journal_roundtrip;
 mod journal_util;
-mod journal_crash;
-mod journal_corruption;

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use shake::journal::{self, Entry, Position, Record, RecoveryMode, ShardReader, ShardWriter, segment};
+use shake::journal::{
+    self, Entry, Position, Record, RecoveryMode, ShardReader, ShardWriter, segment,
+};
 
 use crate::journal_util::{command, create, small_opts, write_snapshot};
 
@@ -29,7 +31,11 @@ fn read(dir: &Path, mode: RecoveryMode) -> Result<Vec<Entry>, journal::Error> {
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    segment::list(&dir.join("shard-000")).unwrap().into_iter().map(|(_, p)| p).collect()
+    segment::list(&dir.join("shard-000"))
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -47,7 +53,10 @@ fn copy_dir(from: &Path, to: &Path) {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -85,9 +94,15 @@ fn random_bit_flips_are_located_by_verify_and_never_returned_as_data() {
         let r = ShardReader::open(t.path(), "shard-000", RecoveryMode::Skip).unwrap();
         let got: Vec<Entry> = r.entries().collect::<Result<_, _>>().unwrap();
         let mut it = good.iter();
-        assert!(got.iter().all(|e| it.any(|g| g == e)), "round {round}: skip mode invented data");
+        assert!(
+            got.iter().all(|e| it.any(|g| g == e)),
+            "round {round}: skip mode invented data"
+        );
         if got != good {
-            assert!(!r.damage().is_empty(), "round {round}: data lost without a damage report");
+            assert!(
+                !r.damage().is_empty(),
+                "round {round}: data lost without a damage report"
+            );
         }
     }
 }
@@ -98,11 +113,28 @@ fn truncated_sealed_segment_is_reported() {
     journal(t.path(), true);
     let victim = segments(t.path())[1].clone();
     let len = std::fs::metadata(&victim).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&victim).unwrap().set_len(len - 30).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(len - 30)
+        .unwrap();
     let report = journal::verify(t.path());
-    assert!(report.problems.iter().any(|p| p.file == victim && p.what.contains("SHA-256")));
-    assert!(report.problems.iter().any(|p| p.file == victim && p.offset.is_some()));
-    assert!(matches!(read(t.path(), RecoveryMode::Refuse), Err(journal::Error::Corruption { file, .. }) if file == victim));
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.file == victim && p.what.contains("SHA-256"))
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.file == victim && p.offset.is_some())
+    );
+    assert!(
+        matches!(read(t.path(), RecoveryMode::Refuse), Err(journal::Error::Corruption { file, .. }) if file == victim)
+    );
 }
 
 #[test]
@@ -114,10 +146,27 @@ fn deleted_segment_is_reported() {
     let victim = segs[1].clone();
     std::fs::remove_file(&victim).unwrap();
     let report = journal::verify(t.path());
-    assert!(report.problems.iter().any(|p| p.file == victim && p.what.contains("missing")), "{:#?}", report.problems);
-    assert!(report.problems.iter().any(|p| p.what.contains("a segment is missing")), "{:#?}", report.problems);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.file == victim && p.what.contains("missing")),
+        "{:#?}",
+        report.problems
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.what.contains("a segment is missing")),
+        "{:#?}",
+        report.problems
+    );
     assert!(read(t.path(), RecoveryMode::Refuse).is_err());
-    assert!(ShardWriter::open(t.path(), "shard-000", small_opts()).is_err(), "append refuses a damaged shard");
+    assert!(
+        ShardWriter::open(t.path(), "shard-000", small_opts()).is_err(),
+        "append refuses a damaged shard"
+    );
 }
 
 #[test]
@@ -125,11 +174,20 @@ fn duplicated_segment_is_reported() {
     let t = tempfile::tempdir().unwrap();
     journal(t.path(), true);
     let segs = segments(t.path());
-    let dup = t.path().join("shard-000").join(segment::file_name(Position::new(9, 0, 0)));
+    let dup = t
+        .path()
+        .join("shard-000")
+        .join(segment::file_name(Position::new(9, 0, 0)));
     std::fs::copy(&segs[1], &dup).unwrap();
     let report = journal::verify(t.path());
-    assert!(report.problems.iter().any(|p| p.file == dup), "{:#?}", report.problems);
-    assert!(matches!(read(t.path(), RecoveryMode::Refuse), Err(journal::Error::Corruption { file, .. }) if file == dup));
+    assert!(
+        report.problems.iter().any(|p| p.file == dup),
+        "{:#?}",
+        report.problems
+    );
+    assert!(
+        matches!(read(t.path(), RecoveryMode::Refuse), Err(journal::Error::Corruption { file, .. }) if file == dup)
+    );
 }
 
 #[test]
@@ -144,7 +202,10 @@ fn recovery_cuts_a_torn_tail_at_any_length_and_continues() {
         copy_dir(base.path(), t.path());
         let victim = t.path().join("shard-000").join(last.file_name().unwrap());
         let cut = rng.next(full);
-        let f = std::fs::OpenOptions::new().write(true).open(&victim).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&victim)
+            .unwrap();
         f.set_len(cut).unwrap();
         if round % 3 == 0 {
             // a crash that leaves zeros (preallocated blocks) past the valid data
@@ -158,7 +219,11 @@ fn recovery_cuts_a_torn_tail_at_any_length_and_continues() {
         w.command(next, command(next)).unwrap();
         w.close().unwrap();
         let report = journal::verify(t.path());
-        assert!(report.ok(), "round {round} (cut at {cut}): {:#?}", report.problems);
+        assert!(
+            report.ok(),
+            "round {round} (cut at {cut}): {:#?}",
+            report.problems
+        );
     }
 }
 
@@ -170,8 +235,13 @@ fn recovery_refuses_damage_followed_by_valid_frames() {
     let mut b = std::fs::read(&last).unwrap();
     b[segment::SEGMENT_HEADER_LEN + 100] ^= 0xff; // inside the first frame
     std::fs::write(&last, &b).unwrap();
-    let e = ShardWriter::open(t.path(), "shard-000", small_opts()).err().expect("refused");
-    assert!(matches!(e, journal::Error::Corruption { ref file, .. } if *file == last), "{e}");
+    let e = ShardWriter::open(t.path(), "shard-000", small_opts())
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(e, journal::Error::Corruption { ref file, .. } if *file == last),
+        "{e}"
+    );
     assert_eq!(std::fs::read(&last).unwrap(), b, "nothing truncated");
 }
 

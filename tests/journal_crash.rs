@@ -7,7 +7,9 @@ use std::io::BufRead;
 use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
-use shake::journal::{self, FsyncPolicy, Position, Record, RecoveryMode, ShardReader, ShardWriter, WriterOptions};
+use shake::journal::{
+    self, FsyncPolicy, Position, Record, RecoveryMode, ShardReader, ShardWriter, WriterOptions,
+};
 
 use crate::journal_util::{command, create, write_snapshot};
 
@@ -56,7 +58,10 @@ fn crash_child_writer() {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -77,7 +82,12 @@ fn writer_killed_at_random_moments_recovers_every_durable_record() {
     let kills = 100;
     for round in 0..kills {
         let mut child = Process::new(&exe)
-            .args(["journal_crash::crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "journal_crash::crash_child_writer",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, t.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -130,6 +140,12 @@ fn writer_killed_at_random_moments_recovers_every_durable_record() {
         }
     }
     let r = ShardReader::open(t.path(), "shard-000", RecoveryMode::Refuse).unwrap();
-    assert!(r.segment_paths().len() > 3, "the test should have rotated segments");
-    assert!(max_durable.is_some(), "the child never reported a durable position");
+    assert!(
+        r.segment_paths().len() > 3,
+        "the test should have rotated segments"
+    );
+    assert!(
+        max_durable.is_some(),
+        "the child never reported a durable position"
+    );
 }

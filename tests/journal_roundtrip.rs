@@ -28,7 +28,10 @@ fn snapshot_then_commands_round_trip_across_rotations() {
         Transaction {
             db: 1,
             time_ms: 1_700_000_001_000,
-            commands: vec![vec![b"INCR".to_vec(), b"a".to_vec()], vec![b"SELECT".to_vec(), b"2".to_vec()]],
+            commands: vec![
+                vec![b"INCR".to_vec(), b"a".to_vec()],
+                vec![b"SELECT".to_vec(), b"2".to_vec()],
+            ],
         },
     )
     .unwrap();
@@ -39,11 +42,22 @@ fn snapshot_then_commands_round_trip_across_rotations() {
     assert!(r.segment_paths().len() > 3, "rotated");
     assert!((0..r.segment_paths().len()).all(|i| r.is_sealed(i)));
     let all: Vec<Entry> = r.entries().collect::<Result<_, _>>().unwrap();
-    assert_eq!(all[0].record, Record::Marker(Marker::CaptureStart { time_ms: 1_700_000_000_000, shake_version: env!("CARGO_PKG_VERSION").into() }));
+    assert_eq!(
+        all[0].record,
+        Record::Marker(Marker::CaptureStart {
+            time_ms: 1_700_000_000_000,
+            shake_version: env!("CARGO_PKG_VERSION").into()
+        })
+    );
     assert!(all.windows(2).all(|w| w[0].position < w[1].position));
     // chunked key reassembles
-    let i = all.iter().position(|e| matches!(&e.record, Record::Key(k) if k.key == b"k1")).unwrap();
-    let Record::Key(k) = &all[i].record else { unreachable!() };
+    let i = all
+        .iter()
+        .position(|e| matches!(&e.record, Record::Key(k) if k.key == b"k1"))
+        .unwrap();
+    let Record::Key(k) = &all[i].record else {
+        unreachable!()
+    };
     assert_eq!(k.chunks, 3);
     let chunks: Vec<_> = all[i + 1..i + 4]
         .iter()
@@ -53,9 +67,15 @@ fn snapshot_then_commands_round_trip_across_rotations() {
         })
         .collect();
     let v = assemble_value(k, &chunks).unwrap();
-    assert_eq!(v, (0..3500u64).map(|i| (i * 7 + 1) as u8).collect::<Vec<_>>());
+    assert_eq!(
+        v,
+        (0..3500u64).map(|i| (i * 7 + 1) as u8).collect::<Vec<_>>()
+    );
     // commands in order with their offsets
-    let cmds: Vec<_> = all.iter().filter(|e| matches!(e.record, Record::Command(_))).collect();
+    let cmds: Vec<_> = all
+        .iter()
+        .filter(|e| matches!(e.record, Record::Command(_)))
+        .collect();
     assert_eq!(cmds.len(), 599);
     assert_eq!(cmds[0].position, Position::new(1, 3003, 0));
     assert_eq!(cmds[0].record, Record::Command(command(1001)));
@@ -64,15 +84,14 @@ fn snapshot_then_commands_round_trip_across_rotations() {
     let from = Position::new(1, 1300 * 3, 0);
     let tail: Vec<Entry> = r.entries_from(from).collect::<Result<_, _>>().unwrap();
     assert_eq!(tail[0].position, from);
-    assert_eq!(tail.len(), all.iter().filter(|e| e.position >= from).count());
+    assert_eq!(
+        tail.len(),
+        all.iter().filter(|e| e.position >= from).count()
+    );
 
     // parallel frames see the same records
     use rayon::prelude::*;
-    let mut par: Vec<Entry> = r
-        .par_frames()
-        .map(|f| f.unwrap().1)
-        .flatten()
-        .collect();
+    let mut par: Vec<Entry> = r.par_frames().map(|f| f.unwrap().1).flatten().collect();
     par.sort_by_key(|e| e.position);
     assert_eq!(par, all);
 
@@ -96,9 +115,16 @@ fn reopen_after_clean_close_continues_in_a_new_segment() {
     w.close().unwrap();
     let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
     assert_eq!(w.last_position(), Some(Position::new(1, 20, 0)));
-    assert!(w.command(20, command(20)).is_err(), "not after the last position");
+    assert!(
+        w.command(20, command(20)).is_err(),
+        "not after the last position"
+    );
     w.command(30, command(30)).unwrap();
-    w.marker(Marker::CaptureStop { time_ms: 5, reason: "test".into() }).unwrap();
+    w.marker(Marker::CaptureStop {
+        time_ms: 5,
+        reason: "test".into(),
+    })
+    .unwrap();
     w.close().unwrap();
     let all = read_all(t.path());
     assert_eq!(all.last().unwrap().position, Position::new(1, 30, 1));
@@ -112,7 +138,8 @@ fn second_snapshot_starts_a_new_epoch_recorded_in_the_manifest() {
     let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
     write_snapshot(&mut w, 10, 2);
     w.command(50, command(50)).unwrap();
-    w.replid_changed(51, "new-id".into(), Some("old-id".into())).unwrap();
+    w.replid_changed(51, "new-id".into(), Some("old-id".into()))
+        .unwrap();
     write_snapshot(&mut w, 7, 2); // offsets of a new epoch are unrelated
     assert_eq!(w.epoch(), 2);
     w.command(9, command(9)).unwrap();
@@ -123,7 +150,14 @@ fn second_snapshot_starts_a_new_epoch_recorded_in_the_manifest() {
     assert_eq!(m.epochs[1].start_offset, 7);
     let r = journal::verify(t.path());
     assert!(r.ok(), "{:#?}", r.problems);
-    assert_eq!(r.shards[0].epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        r.shards[0]
+            .epochs
+            .iter()
+            .map(|e| e.epoch)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
 }
 
 #[test]
@@ -147,7 +181,11 @@ fn durable_position_follows_the_fsync_policy() {
     let mut w = ShardWriter::open(t.path(), "shard-000", opts).unwrap();
     w.command(6, command(6)).unwrap();
     w.flush().unwrap();
-    assert_eq!(w.durable_position(), Some(Position::new(0, 5, 0)), "interval not elapsed");
+    assert_eq!(
+        w.durable_position(),
+        Some(Position::new(0, 5, 0)),
+        "interval not elapsed"
+    );
     assert_eq!(w.sync().unwrap(), Some(Position::new(0, 6, 0)));
 }
 
@@ -176,7 +214,10 @@ fn credentials_in_the_source_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let m = journal::JournalManifest::new(
         0,
-        journal::Source { kind: "standalone".into(), description: "redis://u:pw@h:1".into() },
+        journal::Source {
+            kind: "standalone".into(),
+            description: "redis://u:pw@h:1".into(),
+        },
         vec![],
     );
     assert!(journal::create(t.path(), &m).is_err());
@@ -185,13 +226,37 @@ fn credentials_in_the_source_are_refused() {
 fn arb_record() -> impl Strategy<Value = Record> {
     let bytes = proptest::collection::vec(any::<u8>(), 0..300);
     prop_oneof![
-        (any::<u32>(), any::<u64>(), proptest::collection::vec(bytes.clone(), 0..5))
-            .prop_map(|(db, time_ms, argv)| Record::Command(journal::Command { db, time_ms, argv })),
-        (any::<u32>(), proptest::collection::vec(proptest::collection::vec(bytes.clone(), 0..3), 0..3))
-            .prop_map(|(db, commands)| Record::Transaction(Transaction { db, time_ms: 1, commands })),
-        (any::<u64>(), ".{0,20}").prop_map(|(time_ms, reason)| Record::Marker(Marker::CaptureStop { time_ms, reason })),
-        bytes.clone().prop_map(|code| Record::FunctionLibrary(journal::FunctionLibrary { code })),
-        (any::<u64>(), any::<u8>(), bytes).prop_map(|(module_id, when, data)| Record::ModuleAux(journal::ModuleAux { module_id, when, data })),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            proptest::collection::vec(bytes.clone(), 0..5)
+        )
+            .prop_map(|(db, time_ms, argv)| Record::Command(journal::Command {
+                db,
+                time_ms,
+                argv
+            })),
+        (
+            any::<u32>(),
+            proptest::collection::vec(proptest::collection::vec(bytes.clone(), 0..3), 0..3)
+        )
+            .prop_map(|(db, commands)| Record::Transaction(Transaction {
+                db,
+                time_ms: 1,
+                commands
+            })),
+        (any::<u64>(), ".{0,20}")
+            .prop_map(|(time_ms, reason)| Record::Marker(Marker::CaptureStop { time_ms, reason })),
+        bytes
+            .clone()
+            .prop_map(|code| Record::FunctionLibrary(journal::FunctionLibrary { code })),
+        (any::<u64>(), any::<u8>(), bytes).prop_map(|(module_id, when, data)| Record::ModuleAux(
+            journal::ModuleAux {
+                module_id,
+                when,
+                data
+            }
+        )),
     ]
 }
 

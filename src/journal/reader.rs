@@ -95,12 +95,18 @@ impl ShardReader {
             damage: Mutex::new(Vec::new()),
         };
         for s in &r.manifest.sealed {
-            if !files.iter().any(|(_, p)| p.file_name().and_then(|n| n.to_str()) == Some(s.file.as_str())) {
+            if !files
+                .iter()
+                .any(|(_, p)| p.file_name().and_then(|n| n.to_str()) == Some(s.file.as_str()))
+            {
                 r.damage_or_refuse(
                     &dir.join(&s.file),
                     0,
                     s.bytes,
-                    format!("sealed segment number {} listed in shard.json is missing", s.number),
+                    format!(
+                        "sealed segment number {} listed in shard.json is missing",
+                        s.number
+                    ),
                 )?;
             }
         }
@@ -232,10 +238,7 @@ impl ShardReader {
                     .map(|f| f.header.last)
                     .or(prev.header.prev_last),
             ),
-            None => (
-                self.manifest.sealed.first().map_or(0, |s| s.number),
-                None,
-            ),
+            None => (self.manifest.sealed.first().map_or(0, |s| s.number), None),
         };
         if h.number != number {
             return self.damage_or_refuse(
