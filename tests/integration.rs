@@ -5,3 +5,4 @@ mod journal_crash;
 mod journal_follower;
 mod journal_roundtrip;
 mod journal_util;
+mod journal_golden;
