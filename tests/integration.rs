@@ -3,6 +3,6 @@
 mod journal_corruption;
 mod journal_crash;
 mod journal_follower;
+mod journal_golden;
 mod journal_roundtrip;
 mod journal_util;
-mod journal_golden;

@@ -75,6 +75,9 @@ impl SegmentIndex {
         if b.len() < 28 || b[0..8] != INDEX_MAGIC {
             return None;
         }
+        if u32::from_le_bytes(b[8..12].try_into().ok()?) != super::FORMAT_VERSION {
+            return None; // another version's index: rebuild rather than guess
+        }
         let n = u32::from_le_bytes(b[12..16].try_into().ok()?) as usize;
         if b.len() != 28usize.checked_add(n.checked_mul(32)?)? {
             return None;
