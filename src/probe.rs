@@ -63,6 +63,8 @@ pub struct ServerFacts {
     pub keys: Vec<(String, u64)>,
     /// Replication stream bytes per second, sampled over the probe's sampling time.
     pub write_rate_bytes_per_sec: Option<f64>,
+    /// How the write rate was measured.
+    pub write_rate_source: Option<String>,
     /// Loaded modules (name).
     pub modules: Vec<String>,
     /// Whether the probing user may run the commands a replica needs.
@@ -246,15 +248,36 @@ async fn server_facts(conn: &mut Connection, sample: Duration) -> Result<ServerF
         })
         .collect();
     let offset0 = num("master_repl_offset");
-    let write_rate = if !sample.is_zero() && role == "master" && offset0.is_some() {
+    let input0 = num("total_net_input_bytes");
+    let (write_rate, write_rate_source) = if !sample.is_zero() && role == "master" {
         let t0 = std::time::Instant::now();
         tokio::time::sleep(sample).await;
-        let later = conn.info("replication").await?;
-        let offset1 = field(&later, "master_repl_offset").and_then(|v| v.parse::<u64>().ok());
-        offset1
-            .map(|o1| o1.saturating_sub(offset0.unwrap_or(0)) as f64 / t0.elapsed().as_secs_f64())
+        let later = conn.info("all").await?;
+        let secs = t0.elapsed().as_secs_f64();
+        let delta = |name: &str, before: Option<u64>| {
+            let after = field(&later, name).and_then(|v| v.parse::<u64>().ok())?;
+            Some(after.saturating_sub(before?))
+        };
+        match (
+            delta("master_repl_offset", offset0),
+            delta("total_net_input_bytes", input0),
+        ) {
+            // The offset only moves once a backlog exists (after a first replica attached).
+            (Some(d), _) if d > 0 => (
+                Some(d as f64 / secs),
+                Some("replication offset".to_string()),
+            ),
+            (_, Some(d)) => (
+                Some(d as f64 / secs),
+                Some(
+                    "network input bytes (an upper bound: reads count too; no backlog exists yet)"
+                        .to_string(),
+                ),
+            ),
+            _ => (None, None),
+        }
     } else {
-        None
+        (None, None)
     };
     let backlog = config_get(conn, "repl-backlog-size")
         .await
@@ -292,6 +315,7 @@ async fn server_facts(conn: &mut Connection, sample: Duration) -> Result<ServerF
         dataset_bytes: num("used_memory_dataset").or(num("used_memory")),
         keys,
         write_rate_bytes_per_sec: write_rate,
+        write_rate_source,
         modules,
         psync_permission,
     })

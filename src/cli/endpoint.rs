@@ -10,7 +10,7 @@ use std::time::Duration;
 /// `--source` and its companions.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
-    /// Source URL: redis://[user[:password]@]host[:port][/db], rediss:// for TLS. Prefer
+    /// Source URL, `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS. Prefer
     /// SHAKE_SOURCE_PASSWORD or --source-password-file to a password in the URL (visible in ps).
     #[arg(long, value_name = "URL")]
     pub source: String,

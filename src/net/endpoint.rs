@@ -95,10 +95,7 @@ impl Endpoint {
             "" => None,
             u => Some(percent_decode(u)),
         };
-        let password = match url.password() {
-            None => None,
-            Some(p) => Some(Secret::new(percent_decode(p))),
-        };
+        let password = url.password().map(|p| Secret::new(percent_decode(p)));
         let db = match url.path().trim_matches('/') {
             "" => 0,
             p => p

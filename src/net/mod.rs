@@ -13,7 +13,7 @@ pub mod slot;
 mod tls;
 pub mod topology;
 
-pub use connection::{ConnectOptions, Connection};
+pub use connection::{ConnectOptions, Connection, parse_info};
 pub use endpoint::{Endpoint, Secret};
 pub use error::{AuthFailure, Error};
 pub use tls::TlsOptions;

@@ -15,7 +15,7 @@
 //! `Ok(None)` when more bytes are needed (a normal outcome, not an error), `Ok(Some(len))` when a
 //! whole frame of `len` bytes is present; [`parse`] then builds the [`Frame`] from exactly those
 //! bytes, sharing the buffer (`Bytes`) rather than copying bulk strings. [`decode`] does both on
-//! a `BytesMut` and advances it. [`encode`] writes commands and frames.
+//! a `BytesMut` and advances it. [`encode_command`] and [`encode_frame`] write commands and frames.
 
 mod check;
 mod encode;
