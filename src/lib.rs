@@ -23,6 +23,12 @@
 //! never depend on the CLI, progress output or the async runtime.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod exit;
 pub mod journal;
+pub mod logging;
+pub mod net;
+pub mod probe;
+pub mod progress;
+pub mod resp;
 pub mod units;
