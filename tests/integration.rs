@@ -12,3 +12,4 @@ mod journal_follower;
 mod journal_golden;
 mod journal_roundtrip;
 mod journal_util;
+mod journal_verify_cli;
