@@ -115,6 +115,7 @@ fn reopen_after_clean_close_continues_in_a_new_segment() {
     w.close().unwrap();
     let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
     assert_eq!(w.last_position(), Some(Position::new(1, 20, 0)));
+    assert_eq!(w.resume_point().unwrap().offset, 20);
     assert!(
         w.command(20, command(20)).is_err(),
         "not after the last position"
@@ -144,6 +145,12 @@ fn second_snapshot_starts_a_new_epoch_recorded_in_the_manifest() {
     assert_eq!(w.epoch(), 2);
     w.command(9, command(9)).unwrap();
     let m = w.manifest().clone();
+    w.sync().unwrap();
+    let rp = w.resume_point().unwrap();
+    assert_eq!(
+        (rp.epoch, rp.replid.as_str(), rp.offset),
+        (2, "8de1c4a7a2a4c7f5e2b3a1d0c9f8e7d6c5b4a392", 9)
+    );
     w.close().unwrap();
     assert_eq!(m.epochs.len(), 2);
     assert_eq!(m.epochs[0].replids.len(), 2);

@@ -84,6 +84,17 @@ impl Default for WriterOptions {
     }
 }
 
+/// What a capture needs to resume with a partial resync; see [`ShardWriter::resume_point`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The epoch that continues.
+    pub epoch: u64,
+    /// The replication id to ask for.
+    pub replid: String,
+    /// The last offset captured durably; ask for the byte after it.
+    pub offset: u64,
+}
+
 /// The segment being written.
 pub(crate) struct Active {
     pub(crate) file: File,
@@ -178,6 +189,26 @@ impl ShardWriter {
     /// The shard manifest as it stands (epochs, sealed segments).
     pub fn manifest(&self) -> &ShardManifest {
         &self.manifest
+    }
+
+    /// Where a capture resumes after a restart: the replication id in force at the last
+    /// *durable* position's offset, and that offset (send `PSYNC <replid> <offset + 1>`).
+    /// `None` before the first snapshot, or if `shard.json` does not know the epoch (then only
+    /// a full resync is possible). The epoch of the durable position is used, not the newest
+    /// epoch in the manifest: an epoch registered just before a crash may have lost its data.
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        let p = self.durable?;
+        let info = self.manifest.epochs.iter().find(|e| e.epoch == p.epoch)?;
+        let span = info
+            .replids
+            .iter()
+            .rev()
+            .find(|r| r.from_offset <= p.offset.saturating_add(1))?;
+        Some(ResumePoint {
+            epoch: p.epoch,
+            replid: span.replid.clone(),
+            offset: p.offset,
+        })
     }
 
     /// The position a marker or snapshot record appended now gets: same epoch and offset as
