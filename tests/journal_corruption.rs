@@ -138,6 +138,24 @@ fn truncated_sealed_segment_is_reported() {
 }
 
 #[test]
+fn damaged_or_missing_index_is_rebuilt_from_the_segment() {
+    let t = tempfile::tempdir().unwrap();
+    let good = journal(t.path(), true);
+    let segs = segments(t.path());
+    let idx0 = journal::index::path_for(&segs[0]);
+    let before = std::fs::read(&idx0).unwrap();
+    std::fs::write(&idx0, b"garbage").unwrap();
+    std::fs::remove_file(journal::index::path_for(&segs[1])).unwrap();
+    assert_eq!(read(t.path(), RecoveryMode::Refuse).unwrap(), good);
+    assert!(
+        journal::verify(t.path()).ok(),
+        "the index is not part of the audit"
+    );
+    journal::index::rebuild(&segs[0]).unwrap();
+    assert_eq!(std::fs::read(&idx0).unwrap(), before);
+}
+
+#[test]
 fn deleted_segment_is_reported() {
     let t = tempfile::tempdir().unwrap();
     journal(t.path(), true);

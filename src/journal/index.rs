@@ -116,6 +116,16 @@ impl SegmentIndex {
     }
 }
 
+/// Rebuilds the index of a segment from its frame headers and writes it beside it (for
+/// repair tools; readers rebuild in memory on their own). Returns the index.
+pub fn rebuild(segment: &Path) -> Result<SegmentIndex> {
+    let bytes = std::fs::read(segment).map_err(super::error::io(segment))?;
+    let scan = super::segment::scan(&bytes, segment, false, true)?;
+    let idx = SegmentIndex::from_scan(&scan, scan.valid_len);
+    idx.write(segment)?;
+    Ok(idx)
+}
+
 /// The index path of a segment: the segment path with `.idx` appended.
 pub fn path_for(segment: &Path) -> PathBuf {
     let mut s = segment.as_os_str().to_owned();

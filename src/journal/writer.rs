@@ -109,7 +109,9 @@ pub(crate) struct Active {
 }
 
 /// Appends records to one shard of a journal. One writer per shard at a time (not enforced by
-/// a lock: capture owns its shards).
+/// a lock: capture owns its shards). Dropping a writer without [`ShardWriter::close`] loses
+/// the records still buffered in memory, exactly as a crash would; everything written stays
+/// recoverable.
 pub struct ShardWriter {
     pub(crate) dir: PathBuf,
     pub(crate) opts: WriterOptions,
