@@ -94,6 +94,7 @@ pub enum Marker {
         /// Wall-clock time, ms since the Unix epoch.
         time_ms: u64,
         /// The shake version that wrote what follows.
+        #[serde(deserialize_with = "bytes_de::string")]
         shake_version: String,
     },
     /// 1: a capture process stopped cleanly.
@@ -101,6 +102,7 @@ pub enum Marker {
         /// Wall-clock time, ms since the Unix epoch.
         time_ms: u64,
         /// Why (signal, end of RDB file, error text).
+        #[serde(deserialize_with = "bytes_de::string")]
         reason: String,
     },
     /// 2: a new epoch starts (full resync): the records that follow belong to this replid.
@@ -108,16 +110,20 @@ pub enum Marker {
         /// The new epoch number.
         epoch: u64,
         /// The master's replication id for this epoch.
+        #[serde(deserialize_with = "bytes_de::string")]
         replid: String,
         /// The master's previous replication id, if it reported one.
+        #[serde(deserialize_with = "bytes_de::opt_string")]
         replid2: Option<String>,
     },
     /// 3: within an epoch the master's replid changed (failover, restart) and a partial resync
     /// continued the stream under the new id.
     ReplId {
         /// The new replication id.
+        #[serde(deserialize_with = "bytes_de::string")]
         replid: String,
         /// The previous one (the id we were following).
+        #[serde(deserialize_with = "bytes_de::opt_string")]
         replid2: Option<String>,
     },
     /// 4: the shard's topology changed (failover to another node, slot migration).
@@ -125,6 +131,7 @@ pub enum Marker {
         /// Wall-clock time, ms since the Unix epoch.
         time_ms: u64,
         /// Human-readable description (never credentials).
+        #[serde(deserialize_with = "bytes_de::string")]
         description: String,
     },
 }
@@ -133,6 +140,7 @@ pub enum Marker {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotBegin {
     /// The replid from `+FULLRESYNC <replid> <offset>` (or the RDB's `repl-id` aux field).
+    #[serde(deserialize_with = "bytes_de::string")]
     pub replid: String,
     /// The replication offset the snapshot represents.
     pub offset: u64,
@@ -146,10 +154,16 @@ pub struct SnapshotBegin {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuxField {
     /// Field name.
-    #[serde(with = "serde_bytes")]
+    #[serde(
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "bytes_de::bytes"
+    )]
     pub key: Vec<u8>,
     /// Field value as stored.
-    #[serde(with = "serde_bytes")]
+    #[serde(
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "bytes_de::bytes"
+    )]
     pub value: Vec<u8>,
 }
 
@@ -160,7 +174,10 @@ pub struct KeyRecord {
     /// Database number.
     pub db: u32,
     /// Key name.
-    #[serde(with = "serde_bytes")]
+    #[serde(
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "bytes_de::bytes"
+    )]
     pub key: Vec<u8>,
     /// RDB object type id (`RDB_TYPE_*`), e.g. 0 string, 18 quicklist-2.
     pub type_id: u8,
@@ -175,7 +192,10 @@ pub struct KeyRecord {
     /// How many [`ValueChunk`] records follow (0 when `value` is whole).
     pub chunks: u32,
     /// The encoded object bytes as in the RDB (or their first part).
-    #[serde(with = "serde_bytes")]
+    #[serde(
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "bytes_de::bytes"
+    )]
     pub value: Vec<u8>,
 }
 
@@ -185,7 +205,10 @@ pub struct ValueChunk {
     /// 1 for the first continuation, counting up to the key's `chunks`.
     pub index: u32,
     /// The bytes.
-    #[serde(with = "serde_bytes")]
+    #[serde(
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "bytes_de::bytes"
+    )]
     pub data: Vec<u8>,
 }
 
@@ -193,7 +216,10 @@ pub struct ValueChunk {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionLibrary {
     /// The library source as stored in the RDB.
-    #[serde(with = "serde_bytes")]
+    #[serde(
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "bytes_de::bytes"
+    )]
     pub code: Vec<u8>,
 }
 
@@ -205,7 +231,10 @@ pub struct ModuleAux {
     /// When the module saved it (before/after the keyspace).
     pub when: u8,
     /// The serialized payload.
-    #[serde(with = "serde_bytes")]
+    #[serde(
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "bytes_de::bytes"
+    )]
     pub data: Vec<u8>,
 }
 
@@ -265,21 +294,21 @@ pub struct Transaction {
 /// element by element).
 mod argv_serde {
     use serde::{Deserialize, Deserializer, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
+    use serde_bytes::Bytes;
 
     pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter().map(|a| Bytes::new(a)))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-        let v: Vec<ByteBuf> = Vec::deserialize(d)?;
-        Ok(v.into_iter().map(ByteBuf::into_vec).collect())
+        let v: Vec<super::bytes_de::Owned> = Vec::deserialize(d)?;
+        Ok(v.into_iter().map(|b| b.0).collect())
     }
 }
 
 /// `Vec<Vec<Vec<u8>>>` with the same byte-string treatment as [`argv_serde`].
 mod commands_serde {
     use serde::{Deserialize, Deserializer, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
+    use serde_bytes::Bytes;
 
     pub fn serialize<S: Serializer>(v: &[Vec<Vec<u8>>], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(
@@ -288,10 +317,79 @@ mod commands_serde {
         )
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<Vec<u8>>>, D::Error> {
-        let v: Vec<Vec<ByteBuf>> = Vec::deserialize(d)?;
+        let v: Vec<Vec<super::bytes_de::Owned>> = Vec::deserialize(d)?;
         Ok(v.into_iter()
-            .map(|argv| argv.into_iter().map(ByteBuf::into_vec).collect())
+            .map(|argv| argv.into_iter().map(|b| b.0).collect())
             .collect())
+    }
+}
+
+/// Deserializers that take byte and string fields as *borrowed* slices of the input (bounds
+/// checked against the bytes actually present) and copy them, instead of bincode's owned path,
+/// which allocates whatever length the field claims before reading it.
+mod bytes_de {
+    use serde::Deserializer;
+    use serde::de::{Error, SeqAccess, Visitor};
+    use std::fmt;
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<Vec<u8>, E> {
+            Ok(v.as_bytes().to_vec())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
+
+    pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_bytes(BytesVisitor)
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let b = d.deserialize_bytes(BytesVisitor)?;
+        String::from_utf8(b).map_err(D::Error::custom)
+    }
+
+    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        struct OptVisitor;
+        impl<'de> Visitor<'de> for OptVisitor {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an optional string")
+            }
+            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                string(d).map(Some)
+            }
+        }
+        d.deserialize_option(OptVisitor)
+    }
+
+    /// A byte string element of a sequence (argv).
+    pub struct Owned(pub Vec<u8>);
+
+    impl<'de> serde::Deserialize<'de> for Owned {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            bytes(d).map(Owned)
+        }
     }
 }
 
@@ -316,7 +414,8 @@ pub(crate) fn encode_entry(entry_pos: Position, record: &Record, out: &mut Vec<u
 
 /// Decodes one entry from the start of `buf`, returning it and the bytes it used.
 pub(crate) fn decode_entry(buf: &[u8]) -> Result<(Entry, usize), String> {
-    bincode::serde::decode_from_slice::<Entry, _>(buf, bincode_config()).map_err(|e| e.to_string())
+    bincode::serde::borrow_decode_from_slice::<Entry, _>(buf, bincode_config())
+        .map_err(|e| e.to_string())
 }
 
 /// Reassembles a key's full value from its [`KeyRecord`] and the [`ValueChunk`]s that followed
@@ -386,6 +485,19 @@ mod tests {
     fn huge_length_prefix_is_an_error_not_an_allocation() {
         // position 0,0,0; variant 2 (key); db 0; key length u64::MAX
         let buf = [0, 0, 0, 2, 0, 253, 255, 255, 255, 255, 255, 255, 255, 255];
+        assert!(decode_entry(&buf).is_err());
+    }
+
+    #[test]
+    fn length_prefix_beyond_the_data_is_an_error_before_any_allocation() {
+        // position 0,0,0; variant 2 (key); db 0; key length 900 MiB (under the limit), 3 bytes.
+        let mut buf = vec![0, 0, 0, 2, 0, 252];
+        buf.extend_from_slice(&(900u32 << 20).to_le_bytes());
+        buf.extend_from_slice(b"abc");
+        assert!(decode_entry(&buf).is_err());
+        // same for a string (replid of an epoch-start marker: variant 0, marker 2, epoch 1)
+        let mut buf = vec![0, 0, 0, 0, 2, 1, 252];
+        buf.extend_from_slice(&(900u32 << 20).to_le_bytes());
         assert!(decode_entry(&buf).is_err());
     }
 
