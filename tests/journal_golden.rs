@@ -28,6 +28,7 @@ fn opts() -> WriterOptions {
         zstd_level: 3,
         fsync: FsyncPolicy::Never,
         segment_max_age: None,
+        compress_threads: 2,
     }
 }
 

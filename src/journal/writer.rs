@@ -17,6 +17,7 @@
 //! replace); only then is the next segment created, its header written and synced, and the
 //! directory synced.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,10 @@ pub struct WriterOptions {
     pub zstd_level: i32,
     /// Key values longer than this are split into [`ValueChunk`] records (default 512 KiB).
     pub chunk_size: usize,
+    /// Frames compressed concurrently on the rayon pool while the caller keeps appending
+    /// (default 2; 1 compresses inline on the caller's thread). Frames are still written in
+    /// order, and only written frames count towards the durable position.
+    pub compress_threads: usize,
 }
 
 impl Default for WriterOptions {
@@ -80,6 +85,7 @@ impl Default for WriterOptions {
             frame_size: 1 << 20,
             zstd_level: 3,
             chunk_size: 512 << 10,
+            compress_threads: 2,
         }
     }
 }
@@ -130,7 +136,30 @@ pub struct ShardWriter {
     raw_last: Position,
     raw_times: (u64, u64),
     scratch: Vec<u8>,
+    inflight: VecDeque<(FrameMeta, InFlight)>,
     poisoned: bool,
+}
+
+/// What a frame in flight covers.
+#[derive(Clone, Copy)]
+struct FrameMeta {
+    first: Position,
+    last: Position,
+    count: u32,
+    raw_len: u64,
+    times: (u64, u64),
+}
+
+/// A frame being compressed, or compressed and waiting for its turn.
+enum InFlight {
+    Ready(Vec<u8>),
+    Pending(std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>),
+}
+
+thread_local! {
+    /// One zstd compression context per rayon worker (and level).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl ShardWriter {
@@ -169,6 +198,7 @@ impl ShardWriter {
             raw_last: Position::ZERO,
             raw_times: (u64::MAX, 0),
             scratch: Vec::new(),
+            inflight: VecDeque::new(),
             poisoned: false,
         })
     }
@@ -401,6 +431,7 @@ impl ShardWriter {
         if !self.raw.is_empty() {
             self.write_frame()?;
         }
+        self.drain()?;
         self.tick()
     }
 
@@ -410,6 +441,7 @@ impl ShardWriter {
         if !self.raw.is_empty() {
             self.write_frame()?;
         }
+        self.drain()?;
         self.sync_active()?;
         Ok(self.durable)
     }
@@ -427,9 +459,6 @@ impl ShardWriter {
         if let (Some(max), Some(a)) = (self.opts.segment_max_age, &self.active)
             && a.created.elapsed() >= max
         {
-            if !self.raw.is_empty() {
-                self.write_frame()?;
-            }
             self.seal()?;
         }
         Ok(())
@@ -441,6 +470,7 @@ impl ShardWriter {
         if !self.raw.is_empty() {
             self.write_frame()?;
         }
+        self.drain()?;
         self.seal_active()
     }
 
@@ -464,16 +494,82 @@ impl ShardWriter {
         Ok(())
     }
 
+    /// Hands the buffered records over as a frame: compressed inline, or on the rayon pool
+    /// when [`WriterOptions::compress_threads`] > 1, in which case up to that many frames are in
+    /// flight and written in order as they complete.
     fn write_frame(&mut self) -> Result<()> {
         let first = self.raw_first.take().expect("a frame has records");
-        let bytes = frame::encode_records_frame(
-            &mut self.compressor,
-            &self.raw,
+        let meta = FrameMeta {
             first,
-            self.raw_last,
-            self.raw_count,
-        )
-        .map_err(io(&self.dir))?;
+            last: self.raw_last,
+            count: self.raw_count,
+            raw_len: self.raw.len() as u64,
+            times: self.raw_times,
+        };
+        self.raw_count = 0;
+        self.raw_times = (u64::MAX, 0);
+        if self.opts.compress_threads <= 1 {
+            let bytes = frame::encode_records_frame(
+                &mut self.compressor,
+                &self.raw,
+                meta.first,
+                meta.last,
+                meta.count,
+            );
+            self.raw.clear();
+            let bytes = bytes.map_err(io(&self.dir))?;
+            self.inflight.push_back((meta, InFlight::Ready(bytes)));
+        } else {
+            let raw = std::mem::replace(&mut self.raw, Vec::with_capacity(self.opts.frame_size));
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let level = self.opts.zstd_level;
+            rayon::spawn(move || {
+                let r = COMPRESSOR.with(|c| {
+                    let mut c = c.borrow_mut();
+                    if c.as_ref().is_none_or(|(l, _)| *l != level) {
+                        *c = Some((level, zstd::bulk::Compressor::new(level)?));
+                    }
+                    let (_, comp) = c.as_mut().expect("set above");
+                    frame::encode_records_frame(comp, &raw, meta.first, meta.last, meta.count)
+                });
+                let _ = tx.send(r);
+            });
+            self.inflight.push_back((meta, InFlight::Pending(rx)));
+        }
+        while self.inflight.len() > self.opts.compress_threads.saturating_sub(1) {
+            self.complete_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every frame still in flight.
+    fn drain(&mut self) -> Result<()> {
+        while !self.inflight.is_empty() {
+            self.complete_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the oldest frame in flight to the active segment (rotating first if it would
+    /// overflow), then applies the fsync policy.
+    fn complete_frame(&mut self) -> Result<()> {
+        let Some((meta, f)) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let bytes = match f {
+            InFlight::Ready(b) => b,
+            InFlight::Pending(rx) => match rx.recv() {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    self.poisoned = true;
+                    return Err(io(&self.dir)(e));
+                }
+                Err(_) => {
+                    self.poisoned = true;
+                    return Err(Error::Invalid("frame compression task vanished".into()));
+                }
+            },
+        };
         let rotate = self.active.as_ref().is_some_and(|a| {
             a.len + bytes.len() as u64 > self.opts.segment_size
                 || self
@@ -485,7 +581,7 @@ impl ShardWriter {
             self.seal_active()?;
         }
         if self.active.is_none() {
-            self.create_segment(first)?;
+            self.create_segment(meta.first)?;
         }
         let a = self.active.as_mut().expect("created above");
         if let Err(e) = a.file.write_all(&bytes) {
@@ -493,26 +589,23 @@ impl ShardWriter {
             return Err(io(&a.path)(e));
         }
         a.sha.update(&bytes);
-        a.index.push((first, a.len));
+        a.index.push((meta.first, a.len));
         a.len += bytes.len() as u64;
-        a.last = self.raw_last;
+        a.last = meta.last;
         a.footer.frames += 1;
-        a.footer.records += u64::from(self.raw_count);
-        a.footer.raw_bytes += self.raw.len() as u64;
+        a.footer.records += u64::from(meta.count);
+        a.footer.raw_bytes += meta.raw_len;
         a.footer.stored_bytes += bytes.len() as u64;
-        if self.raw_times.0 <= self.raw_times.1 {
+        if meta.times.0 <= meta.times.1 {
             let f = &mut a.footer;
             f.min_time_ms = if f.min_time_ms == 0 {
-                self.raw_times.0
+                meta.times.0
             } else {
-                f.min_time_ms.min(self.raw_times.0)
+                f.min_time_ms.min(meta.times.0)
             };
-            f.max_time_ms = f.max_time_ms.max(self.raw_times.1);
+            f.max_time_ms = f.max_time_ms.max(meta.times.1);
         }
-        self.written = Some(self.raw_last);
-        self.raw.clear();
-        self.raw_count = 0;
-        self.raw_times = (u64::MAX, 0);
+        self.written = Some(meta.last);
         match self.opts.fsync {
             FsyncPolicy::Always => self.sync_active()?,
             FsyncPolicy::Interval(d) if self.last_sync.elapsed() >= d => self.sync_active()?,
