@@ -81,3 +81,64 @@ fn follower_waits_on_segments_copied_in_slowly() {
     let expect: Vec<Entry> = all.into_iter().filter(|e| e.position >= from).collect();
     assert_eq!(got, expect);
 }
+
+#[test]
+fn follower_waits_on_a_preallocated_file_filled_in_place() {
+    use std::os::unix::fs::FileExt;
+    let src = tempfile::tempdir().unwrap();
+    create(src.path());
+    let mut w = ShardWriter::open(src.path(), "shard-000", small_opts()).unwrap();
+    for o in 1..=200u64 {
+        w.command(o, command(o)).unwrap();
+    }
+    w.close().unwrap();
+    let all: Vec<Entry> = ShardReader::open(src.path(), "shard-000", RecoveryMode::Refuse)
+        .unwrap()
+        .entries()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let mut f = Follower::new(dst.path(), Position::ZERO);
+    let mut got = Vec::new();
+    for (_, path) in segment::list(&src.path().join("shard-000")).unwrap() {
+        let bytes = std::fs::read(&path).unwrap();
+        let out = std::fs::File::create(dst.path().join(path.file_name().unwrap())).unwrap();
+        out.set_len(bytes.len() as u64).unwrap(); // zeros, as `fallocate`-ing copy tools leave
+        got.extend(f.poll().unwrap());
+        for (i, chunk) in bytes.chunks(500).enumerate() {
+            out.write_all_at(chunk, (i * 500) as u64).unwrap();
+            got.extend(f.poll().unwrap());
+        }
+    }
+    got.extend(f.poll().unwrap());
+    assert_eq!(got, all);
+}
+
+#[test]
+fn follower_reports_damage_followed_by_written_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    create(t.path());
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    for o in 1..=200u64 {
+        w.command(o, command(o)).unwrap();
+    }
+    w.close().unwrap();
+    let first = segment::list(&t.path().join("shard-000")).unwrap()[0]
+        .1
+        .clone();
+    let mut b = std::fs::read(&first).unwrap();
+    b[300] ^= 0x10;
+    std::fs::write(&first, &b).unwrap();
+    let mut f = Follower::new(&t.path().join("shard-000"), Position::ZERO);
+    let mut result = Ok(Vec::new());
+    for _ in 0..3 {
+        result = f.poll();
+        if result.is_err() {
+            break;
+        }
+    }
+    match result {
+        Err(shake::journal::Error::Corruption { file, .. }) => assert_eq!(file, first),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}

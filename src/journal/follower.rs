@@ -3,9 +3,10 @@
 //!
 //! It reads with plain positioned reads (never maps a file that may grow), and treats a
 //! partial frame, a partial header or a file shorter than a segment header as "not yet": it
-//! returns what it has and picks up at the same byte on the next [`Follower::poll`]. Zero bytes
-//! where a frame should start are also "not yet" (copy tools may preallocate). Only bytes that
-//! are present and wrong are an error.
+//! returns what it has and picks up at the same byte on the next [`Follower::poll`]. A frame
+//! that fails its checks but is followed only by zeros (or by the end of the file) is also "not
+//! yet": copy tools may preallocate a file and fill it in place. Damage followed by written
+//! bytes is final, and an error naming file and offset.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -70,6 +71,12 @@ impl Follower {
                 let Some(h) = read_exact_or_wait(&file, &path, 0, SEGMENT_HEADER_LEN)? else {
                     break;
                 };
+                if h[SEGMENT_HEADER_LEN - 1] == 0
+                    && SegmentHeader::decode(&h, &path).is_err()
+                    && only_zeros_from(&file, &path, SEGMENT_HEADER_LEN as u64)?
+                {
+                    break; // preallocated by a copy tool, not written yet
+                }
                 SegmentHeader::decode(&h, &path)?;
                 at = SEGMENT_HEADER_LEN as u64;
             }
@@ -80,7 +87,12 @@ impl Follower {
                 };
                 let header = match FrameHeader::decode(&hb) {
                     Ok(h) => h,
-                    Err(_) if hb.iter().all(|b| *b == 0) => break,
+                    Err(_)
+                        if hb[FRAME_HEADER_LEN - 1] == 0
+                            && only_zeros_from(&file, &path, at + FRAME_HEADER_LEN as u64)? =>
+                    {
+                        break; // not written yet (a preallocated file filled in place)
+                    }
                     Err(e) => return Err(corrupt(&path, at, e.to_string())),
                 };
                 if header.kind == FrameKind::Seal {
@@ -96,8 +108,14 @@ impl Follower {
                 else {
                     break;
                 };
-                let entries = frame::check_payload(&header, &payload)
-                    .and_then(|()| frame::decode_records(&header, &payload))
+                let end = at + header.frame_len();
+                if let Err(e) = frame::check_payload(&header, &payload) {
+                    if payload.last() == Some(&0) && only_zeros_from(&file, &path, end)? {
+                        break; // the end of the payload may not be written yet
+                    }
+                    return Err(corrupt(&path, at, e.to_string()));
+                }
+                let entries = frame::decode_records(&header, &payload)
                     .map_err(|e| corrupt(&path, at, e.to_string()))?;
                 for e in entries {
                     if e.position >= self.from && self.delivered.is_none_or(|d| e.position > d) {
@@ -145,6 +163,18 @@ fn corrupt(path: &Path, offset: u64, what: String) -> Error {
         offset,
         what,
     }
+}
+
+/// Whether the file holds only zero bytes from `offset` (up to 64 KiB are looked at; the end
+/// of the file counts as zeros). Damage followed by written data is final; damage followed by
+/// nothing or by zeros may be a file still being filled in, so the follower waits on it.
+fn only_zeros_from(file: &File, path: &Path, offset: u64) -> Result<bool> {
+    let size = file.metadata().map_err(super::error::io(path))?.len();
+    let len = size.saturating_sub(offset).min(64 << 10) as usize;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(super::error::io(path))?;
+    Ok(buf.iter().all(|b| *b == 0))
 }
 
 /// Reads `len` bytes at `offset`, or `None` if the file does not hold them yet.
