@@ -288,3 +288,37 @@ proptest! {
         prop_assert!(journal::verify(t.path()).ok());
     }
 }
+
+#[test]
+fn borrowed_commands_and_borrowed_reads_match_owned_ones() {
+    let t = tempfile::tempdir().unwrap();
+    create(t.path());
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    for o in 1..300u64 {
+        let c = command(o);
+        let argv: Vec<&[u8]> = c.argv.iter().map(|a| a.as_slice()).collect();
+        w.command_ref(o, c.db, c.time_ms, &argv).unwrap();
+    }
+    w.close().unwrap();
+    let all = read_all(t.path());
+    assert_eq!(all.len(), 299);
+    for e in &all {
+        assert_eq!(e.record, Record::Command(command(e.position.offset)));
+    }
+    use rayon::prelude::*;
+    let r = ShardReader::open(t.path(), "shard-000", RecoveryMode::Refuse).unwrap();
+    let mut owned: Vec<Entry> = r
+        .par_frames_raw()
+        .map(|f| {
+            let (f, raw) = f.unwrap();
+            journal::frame::parse_entries_ref(&f.header, &raw)
+                .unwrap()
+                .iter()
+                .map(|e| e.to_owned())
+                .collect::<Vec<_>>()
+        })
+        .flatten()
+        .collect();
+    owned.sort_by_key(|e| e.position);
+    assert_eq!(owned, all);
+}

@@ -29,6 +29,7 @@ use std::io::Read;
 
 use super::Position;
 use super::record::{Entry, decode_entry};
+use super::record_ref::{EntryRef, decode_entry_ref};
 
 /// Magic bytes opening every frame.
 pub const FRAME_MAGIC: [u8; 4] = *b"SJFR";
@@ -297,6 +298,47 @@ pub fn decode_records(header: &FrameHeader, payload: &[u8]) -> Result<Vec<Entry>
         let (entry, used) = decode_entry(&raw[at..])
             .map_err(|e| FrameError::Invalid(format!("record {i} at raw byte {at}: {e}")))?;
         if let Some(prev) = out.last().map(|e: &Entry| e.position)
+            && entry.position <= prev
+        {
+            return Err(FrameError::Invalid(format!(
+                "record {i} position {} not after {prev}",
+                entry.position
+            )));
+        }
+        at += used;
+        out.push(entry);
+    }
+    if at != raw.len() {
+        return Err(FrameError::Invalid(format!(
+            "{} bytes after the last record",
+            raw.len() - at
+        )));
+    }
+    match (out.first(), out.last()) {
+        (Some(f), Some(l)) if f.position == header.first && l.position == header.last => Ok(out),
+        (None, _) => Err(FrameError::Invalid("records frame with no records".into())),
+        _ => Err(FrameError::Invalid(
+            "record positions disagree with the frame header".into(),
+        )),
+    }
+}
+
+/// Parses the entries of a decompressed `Records` payload (from [`raw_payload`]) as borrowed
+/// records, with the same checks as [`decode_records`]. The fast path for scanners.
+pub fn parse_entries_ref<'a>(
+    header: &FrameHeader,
+    raw: &'a [u8],
+) -> Result<Vec<EntryRef<'a>>, FrameError> {
+    if header.kind != FrameKind::Records {
+        return Err(FrameError::Invalid("not a records frame".into()));
+    }
+    let mut out: Vec<EntryRef<'a>> =
+        Vec::with_capacity((header.records as usize).min(raw.len() / 5 + 1));
+    let mut at = 0usize;
+    for i in 0..header.records {
+        let (entry, used) = decode_entry_ref(&raw[at..])
+            .map_err(|e| FrameError::Invalid(format!("record {i} at raw byte {at}: {e}")))?;
+        if let Some(prev) = out.last().map(|e| e.position)
             && entry.position <= prev
         {
             return Err(FrameError::Invalid(format!(

@@ -23,6 +23,7 @@
 //! | `error.rs`    | [`Error`]: variants name file, byte offset and what is wrong |
 //! | `position.rs` | [`Position`] = (epoch, replication offset, seq) |
 //! | `record.rs`   | [`Record`] types and their bincode encoding |
+//! | `record_ref.rs` | [`record_ref::RecordRef`]: the same records borrowing from a frame, for scanners and capture |
 //! | `frame.rs`    | frame header, `check` (no allocation) then decode |
 //! | `segment.rs`  | segment naming, header, seal footer, scanning frames |
 //! | `index.rs`    | sparse per-segment index, derived and rebuildable |
@@ -43,6 +44,7 @@ pub mod manifest;
 pub mod position;
 pub mod reader;
 pub mod record;
+pub mod record_ref;
 pub mod recovery;
 pub mod segment;
 pub mod verify;

@@ -350,6 +350,52 @@ impl ShardReader {
             })
     }
 
+    /// Verifies and decompresses one frame, without parsing its records: parse them with
+    /// [`frame::parse_entries_ref`] to borrow from the returned buffer.
+    pub fn decode_raw(&self, f: &FrameRef) -> Result<Vec<u8>> {
+        let seg = &self.segments[f.segment];
+        let start = f.offset as usize;
+        let end = start + f.header.frame_len() as usize;
+        let payload = &seg.bytes[start + FRAME_HEADER_LEN..end];
+        frame::check_payload(&f.header, payload)
+            .and_then(|()| frame::raw_payload(&f.header, payload))
+            .map_err(|e| Error::Corruption {
+                file: seg.path.clone(),
+                offset: f.offset,
+                what: e.to_string(),
+            })
+    }
+
+    /// Decompresses all frames in parallel, yielding each with its raw record bytes, for
+    /// scanners that parse borrowed records ([`frame::parse_entries_ref`]) and so avoid an
+    /// allocation per field. Damage is handled as in [`ShardReader::par_frames`] (only
+    /// checksum and decompression failures are seen here; record parse errors are the
+    /// caller's, with the frame to name).
+    pub fn par_frames_raw(&self) -> impl ParallelIterator<Item = Result<(FrameRef, Vec<u8>)>> + '_ {
+        self.frames
+            .par_iter()
+            .filter_map(move |f| match self.decode_raw(f) {
+                Ok(v) => Some(Ok((*f, v))),
+                Err(Error::Corruption { file, offset, what })
+                    if self.mode == RecoveryMode::Skip =>
+                {
+                    self.note(Damage {
+                        file,
+                        offset,
+                        len: f.header.frame_len(),
+                        what,
+                    });
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            })
+    }
+
+    /// The file path of segment `i` (to name it in errors).
+    pub fn segment_path(&self, i: usize) -> Option<&Path> {
+        self.segments.get(i).map(|s| s.path.as_path())
+    }
+
     /// Decodes a frame under the recovery mode: `Ok(None)` for a skipped damaged frame.
     fn decode_mode(&self, f: &FrameRef) -> Result<Option<Vec<Entry>>> {
         match self.decode(f) {

@@ -33,6 +33,7 @@ use super::record::{
     Command, FunctionLibrary, KeyRecord, Marker, ModuleAux, Record, SnapshotBegin, SnapshotEnd,
     Transaction, ValueChunk, encode_entry,
 };
+use super::record_ref::{BytesRef, CommandRef, RecordRef, encode_entry_ref};
 use super::segment::{self, SealFooter, SegmentHeader};
 use super::{Error, FORMAT_VERSION, Position, Result};
 
@@ -255,6 +256,26 @@ impl ShardWriter {
     /// Appends `record` at `position`, which must come after the last position. The low-level
     /// entry point; the typed methods below compute positions for you.
     pub fn append(&mut self, position: Position, record: &Record) -> Result<()> {
+        self.append_with(position, record.kind_name(), record.time_ms(), |out| {
+            encode_entry(position, record, out)
+        })
+    }
+
+    /// Appends a borrowed record (same bytes as its owned form); see [`RecordRef`]. Lets a
+    /// caller journal data straight from its own buffers.
+    pub fn append_ref(&mut self, position: Position, record: &RecordRef<'_>) -> Result<()> {
+        self.append_with(position, record.kind_name(), record.time_ms(), |out| {
+            encode_entry_ref(position, record, out)
+        })
+    }
+
+    fn append_with(
+        &mut self,
+        position: Position,
+        kind: &str,
+        time_ms: Option<u64>,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
         if self.poisoned {
             return Err(Error::Invalid(
                 "writer failed earlier; reopen the shard to recover".into(),
@@ -266,11 +287,11 @@ impl ShardWriter {
             return Err(Error::Order {
                 last,
                 next: position,
-                what: format!("append of a {} record", record.kind_name()),
+                what: format!("append of a {kind} record"),
             });
         }
         self.scratch.clear();
-        encode_entry(position, record, &mut self.scratch);
+        encode(&mut self.scratch);
         if self.scratch.len() > MAX_FRAME_LEN {
             return Err(Error::TooLarge {
                 position,
@@ -285,7 +306,7 @@ impl ShardWriter {
         self.raw_count += 1;
         self.raw_first.get_or_insert(position);
         self.raw_last = position;
-        if let Some(t) = record.time_ms() {
+        if let Some(t) = time_ms {
             self.raw_times = (self.raw_times.0.min(t), self.raw_times.1.max(t));
         }
         self.last = Some(position);
@@ -293,6 +314,25 @@ impl ShardWriter {
             self.write_frame()?;
         }
         Ok(())
+    }
+
+    /// Appends a command given as borrowed arguments (e.g. slices of the replication stream's
+    /// receive buffer), without building an owned [`Command`].
+    pub fn command_ref(
+        &mut self,
+        offset: u64,
+        db: u32,
+        time_ms: u64,
+        argv: &[&[u8]],
+    ) -> Result<Position> {
+        let p = Position::new(self.epoch(), offset, 0);
+        let record = RecordRef::Command(CommandRef {
+            db,
+            time_ms,
+            argv: argv.iter().map(|a| BytesRef(a)).collect(),
+        });
+        self.append_ref(p, &record)?;
+        Ok(p)
     }
 
     /// Appends a marker at the next seq of the current offset.

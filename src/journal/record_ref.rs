@@ -1,0 +1,408 @@
+//! Borrowed records: the same encoding as [`super::record`], with byte strings and strings
+//! borrowed from the frame's decompressed bytes instead of copied into owned buffers.
+//!
+//! Scanners that look at every record (statistics, key listings, filters) and a capture that
+//! holds commands in its receive buffer use these to avoid an allocation per argument, which
+//! dominates the cost of reading and writing small records. Every type mirrors its owned
+//! counterpart field by field, so both encode to the same bytes (a test pins that), and
+//! [`EntryRef::to_owned`] converts.
+
+use serde::{Deserialize, Serialize};
+
+use super::Position;
+use super::record::{
+    AuxField, Command, Entry, FunctionLibrary, KeyRecord, Marker, ModuleAux, Record, SnapshotBegin,
+    SnapshotEnd, Transaction, ValueChunk,
+};
+
+/// A borrowed [`Entry`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRef<'a> {
+    /// Where the record sits.
+    pub position: Position,
+    /// The record.
+    #[serde(borrow)]
+    pub record: RecordRef<'a>,
+}
+
+/// A borrowed [`Record`]; variant numbers are the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum RecordRef<'a> {
+    /// See [`Record::Marker`].
+    Marker(#[serde(borrow)] MarkerRef<'a>),
+    /// See [`Record::SnapshotBegin`].
+    SnapshotBegin(#[serde(borrow)] SnapshotBeginRef<'a>),
+    /// See [`Record::Key`].
+    Key(#[serde(borrow)] KeyRecordRef<'a>),
+    /// See [`Record::ValueChunk`].
+    ValueChunk(#[serde(borrow)] ValueChunkRef<'a>),
+    /// See [`Record::FunctionLibrary`].
+    FunctionLibrary(#[serde(borrow)] BytesRef<'a>),
+    /// See [`Record::ModuleAux`].
+    ModuleAux(#[serde(borrow)] ModuleAuxRef<'a>),
+    /// See [`Record::SnapshotEnd`].
+    SnapshotEnd(SnapshotEnd),
+    /// See [`Record::Command`].
+    Command(#[serde(borrow)] CommandRef<'a>),
+    /// See [`Record::Transaction`].
+    Transaction(#[serde(borrow)] TransactionRef<'a>),
+}
+
+/// A byte string borrowed from the frame (encoded as length + bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BytesRef<'a>(#[serde(with = "serde_bytes", borrow)] pub &'a [u8]);
+
+/// A borrowed [`Marker`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum MarkerRef<'a> {
+    /// See [`Marker::CaptureStart`].
+    CaptureStart {
+        time_ms: u64,
+        shake_version: &'a str,
+    },
+    /// See [`Marker::CaptureStop`].
+    CaptureStop { time_ms: u64, reason: &'a str },
+    /// See [`Marker::EpochStart`].
+    EpochStart {
+        epoch: u64,
+        replid: &'a str,
+        #[serde(borrow)]
+        replid2: Option<&'a str>,
+    },
+    /// See [`Marker::ReplId`].
+    ReplId {
+        replid: &'a str,
+        #[serde(borrow)]
+        replid2: Option<&'a str>,
+    },
+    /// See [`Marker::Topology`].
+    Topology { time_ms: u64, description: &'a str },
+}
+
+/// A borrowed [`SnapshotBegin`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct SnapshotBeginRef<'a> {
+    pub replid: &'a str,
+    pub offset: u64,
+    pub rdb_version: u32,
+    #[serde(borrow)]
+    pub aux: Vec<(BytesRef<'a>, BytesRef<'a>)>,
+}
+
+/// A borrowed [`KeyRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct KeyRecordRef<'a> {
+    pub db: u32,
+    #[serde(borrow)]
+    pub key: BytesRef<'a>,
+    pub type_id: u8,
+    pub expire_ms: Option<i64>,
+    pub idle: Option<u64>,
+    pub freq: Option<u8>,
+    pub value_len: u64,
+    pub chunks: u32,
+    #[serde(borrow)]
+    pub value: BytesRef<'a>,
+}
+
+/// A borrowed [`ValueChunk`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ValueChunkRef<'a> {
+    pub index: u32,
+    #[serde(borrow)]
+    pub data: BytesRef<'a>,
+}
+
+/// A borrowed [`ModuleAux`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ModuleAuxRef<'a> {
+    pub module_id: u64,
+    pub when: u8,
+    #[serde(borrow)]
+    pub data: BytesRef<'a>,
+}
+
+/// A borrowed [`Command`]: the arguments point into the frame (or the caller's buffer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct CommandRef<'a> {
+    pub db: u32,
+    pub time_ms: u64,
+    #[serde(borrow)]
+    pub argv: Vec<BytesRef<'a>>,
+}
+
+/// A borrowed [`Transaction`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TransactionRef<'a> {
+    pub db: u32,
+    pub time_ms: u64,
+    #[serde(borrow)]
+    pub commands: Vec<Vec<BytesRef<'a>>>,
+}
+
+fn v(b: BytesRef<'_>) -> Vec<u8> {
+    b.0.to_vec()
+}
+
+impl RecordRef<'_> {
+    /// The capture time carried by the record, as [`Record::time_ms`].
+    pub fn time_ms(&self) -> Option<u64> {
+        match self {
+            RecordRef::Command(c) => Some(c.time_ms),
+            RecordRef::Transaction(t) => Some(t.time_ms),
+            RecordRef::Marker(MarkerRef::CaptureStart { time_ms, .. })
+            | RecordRef::Marker(MarkerRef::CaptureStop { time_ms, .. })
+            | RecordRef::Marker(MarkerRef::Topology { time_ms, .. }) => Some(*time_ms),
+            _ => None,
+        }
+    }
+
+    /// The variant name, as [`Record::kind_name`].
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            RecordRef::Marker(_) => "marker",
+            RecordRef::SnapshotBegin(_) => "snapshot_begin",
+            RecordRef::Key(_) => "key",
+            RecordRef::ValueChunk(_) => "value_chunk",
+            RecordRef::FunctionLibrary(_) => "function_library",
+            RecordRef::ModuleAux(_) => "module_aux",
+            RecordRef::SnapshotEnd(_) => "snapshot_end",
+            RecordRef::Command(_) => "command",
+            RecordRef::Transaction(_) => "transaction",
+        }
+    }
+
+    /// The owned record.
+    pub fn to_owned(&self) -> Record {
+        match self {
+            RecordRef::Marker(m) => Record::Marker(match m {
+                MarkerRef::CaptureStart {
+                    time_ms,
+                    shake_version,
+                } => Marker::CaptureStart {
+                    time_ms: *time_ms,
+                    shake_version: shake_version.to_string(),
+                },
+                MarkerRef::CaptureStop { time_ms, reason } => Marker::CaptureStop {
+                    time_ms: *time_ms,
+                    reason: reason.to_string(),
+                },
+                MarkerRef::EpochStart {
+                    epoch,
+                    replid,
+                    replid2,
+                } => Marker::EpochStart {
+                    epoch: *epoch,
+                    replid: replid.to_string(),
+                    replid2: replid2.map(str::to_string),
+                },
+                MarkerRef::ReplId { replid, replid2 } => Marker::ReplId {
+                    replid: replid.to_string(),
+                    replid2: replid2.map(str::to_string),
+                },
+                MarkerRef::Topology {
+                    time_ms,
+                    description,
+                } => Marker::Topology {
+                    time_ms: *time_ms,
+                    description: description.to_string(),
+                },
+            }),
+            RecordRef::SnapshotBegin(b) => Record::SnapshotBegin(SnapshotBegin {
+                replid: b.replid.to_string(),
+                offset: b.offset,
+                rdb_version: b.rdb_version,
+                aux: b
+                    .aux
+                    .iter()
+                    .map(|(k, val)| AuxField {
+                        key: v(*k),
+                        value: v(*val),
+                    })
+                    .collect(),
+            }),
+            RecordRef::Key(k) => Record::Key(KeyRecord {
+                db: k.db,
+                key: v(k.key),
+                type_id: k.type_id,
+                expire_ms: k.expire_ms,
+                idle: k.idle,
+                freq: k.freq,
+                value_len: k.value_len,
+                chunks: k.chunks,
+                value: v(k.value),
+            }),
+            RecordRef::ValueChunk(c) => Record::ValueChunk(ValueChunk {
+                index: c.index,
+                data: v(c.data),
+            }),
+            RecordRef::FunctionLibrary(code) => {
+                Record::FunctionLibrary(FunctionLibrary { code: v(*code) })
+            }
+            RecordRef::ModuleAux(m) => Record::ModuleAux(ModuleAux {
+                module_id: m.module_id,
+                when: m.when,
+                data: v(m.data),
+            }),
+            RecordRef::SnapshotEnd(e) => Record::SnapshotEnd(e.clone()),
+            RecordRef::Command(c) => Record::Command(Command {
+                db: c.db,
+                time_ms: c.time_ms,
+                argv: c.argv.iter().map(|a| v(*a)).collect(),
+            }),
+            RecordRef::Transaction(t) => Record::Transaction(Transaction {
+                db: t.db,
+                time_ms: t.time_ms,
+                commands: t
+                    .commands
+                    .iter()
+                    .map(|argv| argv.iter().map(|a| v(*a)).collect())
+                    .collect(),
+            }),
+        }
+    }
+}
+
+impl EntryRef<'_> {
+    /// The owned entry.
+    pub fn to_owned(&self) -> Entry {
+        Entry {
+            position: self.position,
+            record: self.record.to_owned(),
+        }
+    }
+}
+
+/// Decodes one borrowed entry from the start of `buf`, returning it and the bytes it used.
+pub(crate) fn decode_entry_ref(buf: &[u8]) -> Result<(EntryRef<'_>, usize), String> {
+    bincode::serde::borrow_decode_from_slice::<EntryRef<'_>, _>(
+        buf,
+        super::record::bincode_config(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Appends the encoding of a borrowed record at `position` to `out` (same bytes as the owned
+/// record).
+pub(crate) fn encode_entry_ref(position: Position, record: &RecordRef<'_>, out: &mut Vec<u8>) {
+    #[derive(Serialize)]
+    struct E<'a, 'b> {
+        position: Position,
+        record: &'b RecordRef<'a>,
+    }
+    bincode::serde::encode_into_std_write(E { position, record }, out, bincode::config::standard())
+        .expect("encoding into a Vec does not fail");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::record::{RdbChecksum, encode_entry};
+
+    fn samples() -> Vec<Record> {
+        vec![
+            Record::Marker(Marker::CaptureStart {
+                time_ms: 1,
+                shake_version: "0.1.0".into(),
+            }),
+            Record::Marker(Marker::CaptureStop {
+                time_ms: 2,
+                reason: "r".into(),
+            }),
+            Record::Marker(Marker::EpochStart {
+                epoch: 3,
+                replid: "a".into(),
+                replid2: Some("b".into()),
+            }),
+            Record::Marker(Marker::ReplId {
+                replid: "c".into(),
+                replid2: None,
+            }),
+            Record::Marker(Marker::Topology {
+                time_ms: 4,
+                description: "d".into(),
+            }),
+            Record::SnapshotBegin(SnapshotBegin {
+                replid: "x".into(),
+                offset: 9,
+                rdb_version: 11,
+                aux: vec![AuxField {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                }],
+            }),
+            Record::Key(KeyRecord {
+                db: 1,
+                key: b"key".to_vec(),
+                type_id: 18,
+                expire_ms: Some(-5),
+                idle: Some(7),
+                freq: None,
+                value_len: 3,
+                chunks: 0,
+                value: vec![0, 1, 2],
+            }),
+            Record::ValueChunk(ValueChunk {
+                index: 1,
+                data: vec![9; 300],
+            }),
+            Record::FunctionLibrary(FunctionLibrary {
+                code: b"#!lua".to_vec(),
+            }),
+            Record::ModuleAux(ModuleAux {
+                module_id: u64::MAX,
+                when: 2,
+                data: vec![1],
+            }),
+            Record::SnapshotEnd(SnapshotEnd {
+                key_count: 5,
+                checksum: RdbChecksum::Mismatch {
+                    stored: 1,
+                    computed: 2,
+                },
+            }),
+            Record::Command(Command {
+                db: 2,
+                time_ms: 1 << 40,
+                argv: vec![b"SET".to_vec(), vec![], vec![255; 1000]],
+            }),
+            Record::Transaction(Transaction {
+                db: 0,
+                time_ms: 5,
+                commands: vec![vec![b"INCR".to_vec(), b"n".to_vec()], vec![]],
+            }),
+        ]
+    }
+
+    #[test]
+    fn borrowed_and_owned_records_share_their_bytes() {
+        for (i, r) in samples().into_iter().enumerate() {
+            let p = Position::new(1, 100 + i as u64, i as u64);
+            let mut owned = Vec::new();
+            encode_entry(p, &r, &mut owned);
+            let (e, used) = decode_entry_ref(&owned).unwrap();
+            assert_eq!(used, owned.len());
+            assert_eq!(
+                e.to_owned(),
+                Entry {
+                    position: p,
+                    record: r.clone()
+                },
+                "sample {i}"
+            );
+            assert_eq!(e.record.kind_name(), r.kind_name());
+            assert_eq!(e.record.time_ms(), r.time_ms());
+            let mut again = Vec::new();
+            encode_entry_ref(p, &e.record, &mut again);
+            assert_eq!(again, owned, "sample {i}");
+        }
+    }
+}
