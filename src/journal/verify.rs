@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::Position;
 use super::frame::{self, FRAME_HEADER_LEN};
 use super::manifest::{self, ShardManifest};
-use super::record::{Marker, Record};
+use super::record_ref::{MarkerRef, RecordRef};
 use super::segment::{self, Tail};
 use super::writer::hex;
 
@@ -415,14 +415,17 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
             .map(|f| {
                 let start = f.offset as usize;
                 let end = start + f.header.frame_len() as usize;
-                let entries =
-                    frame::decode_records(&f.header, &bytes[start + FRAME_HEADER_LEN..end])
-                        .map_err(|e| Problem {
-                            shard: Some(name.to_string()),
-                            file: path.clone(),
-                            offset: Some(f.offset),
-                            what: e.to_string(),
-                        })?;
+                // Borrowed parsing: an audit touches every record, and copying each field into
+                // its own allocation would dominate its cost.
+                let problem = |e: frame::FrameError| Problem {
+                    shard: Some(name.to_string()),
+                    file: path.clone(),
+                    offset: Some(f.offset),
+                    what: e.to_string(),
+                };
+                let raw = frame::raw_payload(&f.header, &bytes[start + FRAME_HEADER_LEN..end])
+                    .map_err(problem)?;
+                let entries = frame::parse_entries_ref(&f.header, &raw).map_err(problem)?;
                 let mut s = FrameStats::default();
                 for e in &entries {
                     s.records += 1;
@@ -439,8 +442,8 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
                     x.1 = x.1.max(e.position);
                     x.2 += 1;
                     match &e.record {
-                        Record::SnapshotEnd(end) => x.3 = Some(end.key_count),
-                        Record::Marker(Marker::EpochStart { epoch, .. }) => {
+                        RecordRef::SnapshotEnd(end) => x.3 = Some(end.key_count),
+                        RecordRef::Marker(MarkerRef::EpochStart { epoch, .. }) => {
                             s.epoch_starts.push(*epoch)
                         }
                         _ => {}
