@@ -322,3 +322,61 @@ fn borrowed_commands_and_borrowed_reads_match_owned_ones() {
     owned.sort_by_key(|e| e.position);
     assert_eq!(owned, all);
 }
+
+#[test]
+fn a_value_streamed_in_pieces_is_written_like_a_whole_one() {
+    let value: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    let meta = journal::KeyRecord {
+        db: 3,
+        key: b"big".to_vec(),
+        type_id: 18,
+        expire_ms: Some(5),
+        idle: None,
+        freq: Some(1),
+        value_len: 0,
+        chunks: 0,
+        value: Vec::new(),
+    };
+    let mut out = Vec::new();
+    for pieces in [
+        vec![10_000],
+        vec![1, 999, 1, 4000, 4999],
+        vec![3000, 3000, 3000, 1000],
+        vec![],
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        create(t.path());
+        let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+        if pieces.is_empty() {
+            w.key(journal::KeyRecord {
+                value: value.clone(),
+                ..meta.clone()
+            })
+            .unwrap();
+        } else {
+            let mut kw = w.begin_key(meta.clone(), value.len() as u64).unwrap();
+            let mut at = 0;
+            for n in pieces {
+                kw.write(&value[at..at + n]).unwrap();
+                at += n;
+            }
+            kw.finish().unwrap();
+        }
+        w.close().unwrap();
+        out.push(read_all(t.path()));
+    }
+    assert!(out.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(out[0].len(), 10); // 1000-byte chunks: the key record and 9 chunks
+
+    // A short or long value is refused and poisons the writer.
+    let t = tempfile::tempdir().unwrap();
+    create(t.path());
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    let mut kw = w.begin_key(meta.clone(), 10).unwrap();
+    kw.write(b"12345").unwrap();
+    assert!(kw.finish().is_err());
+    assert!(w.command(1, command(1)).is_err());
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    let mut kw = w.begin_key(meta, 3).unwrap();
+    assert!(kw.write(b"1234").is_err());
+}

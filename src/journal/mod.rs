@@ -60,7 +60,7 @@ pub use record::{
     SnapshotBegin, SnapshotEnd, Transaction, ValueChunk,
 };
 pub use verify::{Report, verify};
-pub use writer::{FsyncPolicy, ResumePoint, ShardWriter, WriterOptions};
+pub use writer::{FsyncPolicy, KeyValueWriter, ResumePoint, ShardWriter, WriterOptions};
 
 /// The on-disk format version this build writes and the newest it reads. Bumped only for a
 /// change old readers cannot skip; readers refuse newer versions rather than misread them.

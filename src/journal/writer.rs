@@ -387,27 +387,47 @@ impl ShardWriter {
 
     /// Appends a snapshot key, splitting a value longer than [`WriterOptions::chunk_size`] into
     /// the key record and following [`ValueChunk`] records (`value_len` and `chunks` are set
-    /// here; callers pass the whole value).
+    /// here; callers pass the whole value). For values too large to hold in memory, use
+    /// [`ShardWriter::begin_key`].
     pub fn key(&mut self, mut key: KeyRecord) -> Result<Position> {
-        let chunk = self.opts.chunk_size.max(1);
         let value = std::mem::take(&mut key.value);
-        key.value_len = value.len() as u64;
-        let mut parts = value.chunks(chunk);
-        key.value = parts.next().unwrap_or(&[]).to_vec();
-        key.chunks = value.len().div_ceil(chunk).saturating_sub(1) as u32;
-        let p = self.next_seq();
-        self.append(p, &Record::Key(key))?;
-        for (i, part) in parts.enumerate() {
-            let q = self.next_seq();
-            self.append(
-                q,
-                &Record::ValueChunk(ValueChunk {
-                    index: i as u32 + 1,
-                    data: part.to_vec(),
-                }),
-            )?;
+        let mut kw = self.begin_key(key, value.len() as u64)?;
+        if value.len() <= kw.chunk {
+            // Small value: moved into the record, not copied.
+            kw.buf = value;
+            kw.remaining = 0;
+        } else {
+            kw.write(&value)?;
         }
-        Ok(p)
+        kw.finish()
+    }
+
+    /// Starts a snapshot key whose value, of exactly `value_len` bytes, is given in pieces
+    /// through [`KeyValueWriter::write`] (e.g. straight from an RDB stream), and ends with
+    /// [`KeyValueWriter::finish`]. The records written are the same as [`ShardWriter::key`]'s
+    /// for the whole value. `meta.value`, `value_len` and `chunks` are ignored.
+    pub fn begin_key(&mut self, meta: KeyRecord, value_len: u64) -> Result<KeyValueWriter<'_>> {
+        let chunk = self.opts.chunk_size.max(1);
+        let chunks = value_len.div_ceil(chunk as u64).saturating_sub(1);
+        let chunks = u32::try_from(chunks).map_err(|_| {
+            Error::Invalid(format!(
+                "a value of {value_len} bytes needs more than 2^32 chunks of {chunk}"
+            ))
+        })?;
+        Ok(KeyValueWriter {
+            meta: Some(KeyRecord {
+                value_len,
+                chunks,
+                value: Vec::new(),
+                ..meta
+            }),
+            buf: Vec::with_capacity(chunk.min(value_len as usize)),
+            remaining: value_len,
+            next_index: 0,
+            chunk,
+            position: None,
+            writer: self,
+        })
     }
 
     /// Appends a function library of the snapshot.
@@ -730,6 +750,83 @@ impl ShardWriter {
         self.prev_last = Some(a.last);
         self.durable = self.written;
         self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+/// Writes one key's value in pieces; see [`ShardWriter::begin_key`]. Dropping it unfinished
+/// leaves an incomplete key in the journal, as a crash would (a snapshot without its
+/// `SnapshotEnd` is incomplete anyway).
+pub struct KeyValueWriter<'w> {
+    writer: &'w mut ShardWriter,
+    meta: Option<KeyRecord>,
+    buf: Vec<u8>,
+    remaining: u64,
+    next_index: u32,
+    chunk: usize,
+    position: Option<Position>,
+}
+
+impl KeyValueWriter<'_> {
+    /// Adds the next bytes of the value. More bytes than announced is an error (and poisons
+    /// the writer: the records already written promised another length).
+    pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        if data.len() as u64 > self.remaining {
+            self.writer.poisoned = true;
+            return Err(Error::Invalid(format!(
+                "key value longer than announced: {} more bytes given, {} expected",
+                data.len(),
+                self.remaining
+            )));
+        }
+        self.remaining -= data.len() as u64;
+        while !data.is_empty() {
+            let take = (self.chunk - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == self.chunk && (self.remaining > 0 || !data.is_empty()) {
+                self.emit()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and returns the key record's position. Fewer bytes than announced
+    /// is an error (and poisons the writer).
+    pub fn finish(mut self) -> Result<Position> {
+        if self.remaining > 0 {
+            self.writer.poisoned = true;
+            return Err(Error::Invalid(format!(
+                "key value ended {} bytes short of its announced length",
+                self.remaining
+            )));
+        }
+        if self.meta.is_some() || !self.buf.is_empty() {
+            self.emit()?;
+        }
+        Ok(self.position.expect("the key record was written"))
+    }
+
+    fn emit(&mut self) -> Result<()> {
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+        let p = self.writer.next_seq();
+        match self.meta.take() {
+            Some(mut key) => {
+                key.value = data;
+                self.writer.append(p, &Record::Key(key))?;
+                self.position = Some(p);
+            }
+            None => {
+                self.next_index += 1;
+                self.writer.append(
+                    p,
+                    &Record::ValueChunk(ValueChunk {
+                        index: self.next_index,
+                        data,
+                    }),
+                )?;
+            }
+        }
         Ok(())
     }
 }
