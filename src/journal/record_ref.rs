@@ -27,7 +27,6 @@ pub struct EntryRef<'a> {
 
 /// A borrowed [`Record`]; variant numbers are the same.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub enum RecordRef<'a> {
     /// See [`Record::Marker`].
     Marker(#[serde(borrow)] MarkerRef<'a>),
@@ -55,95 +54,129 @@ pub struct BytesRef<'a>(#[serde(with = "serde_bytes", borrow)] pub &'a [u8]);
 
 /// A borrowed [`Marker`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub enum MarkerRef<'a> {
     /// See [`Marker::CaptureStart`].
     CaptureStart {
+        /// As in [`Marker::CaptureStart`].
         time_ms: u64,
+        /// As in [`Marker::CaptureStart`].
         shake_version: &'a str,
     },
     /// See [`Marker::CaptureStop`].
-    CaptureStop { time_ms: u64, reason: &'a str },
+    CaptureStop {
+        /// As in [`Marker::CaptureStop`].
+        time_ms: u64,
+        /// As in [`Marker::CaptureStop`].
+        reason: &'a str,
+    },
     /// See [`Marker::EpochStart`].
     EpochStart {
+        /// As in [`Marker::EpochStart`].
         epoch: u64,
+        /// As in [`Marker::EpochStart`].
         replid: &'a str,
+        /// As in [`Marker::EpochStart`].
         #[serde(borrow)]
         replid2: Option<&'a str>,
     },
     /// See [`Marker::ReplId`].
     ReplId {
+        /// As in [`Marker::ReplId`].
         replid: &'a str,
+        /// As in [`Marker::ReplId`].
         #[serde(borrow)]
         replid2: Option<&'a str>,
     },
     /// See [`Marker::Topology`].
-    Topology { time_ms: u64, description: &'a str },
+    Topology {
+        /// As in [`Marker::Topology`].
+        time_ms: u64,
+        /// As in [`Marker::Topology`].
+        description: &'a str,
+    },
 }
 
 /// A borrowed [`SnapshotBegin`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub struct SnapshotBeginRef<'a> {
+    /// As [`SnapshotBegin::replid`].
     pub replid: &'a str,
+    /// As [`SnapshotBegin::offset`].
     pub offset: u64,
+    /// As [`SnapshotBegin::rdb_version`].
     pub rdb_version: u32,
+    /// As [`SnapshotBegin::aux`].
     #[serde(borrow)]
     pub aux: Vec<(BytesRef<'a>, BytesRef<'a>)>,
 }
 
 /// A borrowed [`KeyRecord`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub struct KeyRecordRef<'a> {
+    /// As [`KeyRecord::db`].
     pub db: u32,
+    /// As [`KeyRecord::key`].
     #[serde(borrow)]
     pub key: BytesRef<'a>,
+    /// As [`KeyRecord::type_id`].
     pub type_id: u8,
+    /// As [`KeyRecord::expire_ms`].
     pub expire_ms: Option<i64>,
+    /// As [`KeyRecord::idle`].
     pub idle: Option<u64>,
+    /// As [`KeyRecord::freq`].
     pub freq: Option<u8>,
+    /// As [`KeyRecord::value_len`].
     pub value_len: u64,
+    /// As [`KeyRecord::chunks`].
     pub chunks: u32,
+    /// As [`KeyRecord::value`].
     #[serde(borrow)]
     pub value: BytesRef<'a>,
 }
 
 /// A borrowed [`ValueChunk`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub struct ValueChunkRef<'a> {
+    /// As [`ValueChunk::index`].
     pub index: u32,
+    /// As [`ValueChunk::data`].
     #[serde(borrow)]
     pub data: BytesRef<'a>,
 }
 
 /// A borrowed [`ModuleAux`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub struct ModuleAuxRef<'a> {
+    /// As [`ModuleAux::module_id`].
     pub module_id: u64,
+    /// As [`ModuleAux::when`].
     pub when: u8,
+    /// As [`ModuleAux::data`].
     #[serde(borrow)]
     pub data: BytesRef<'a>,
 }
 
 /// A borrowed [`Command`]: the arguments point into the frame (or the caller's buffer).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub struct CommandRef<'a> {
+    /// As [`Command::db`].
     pub db: u32,
+    /// As [`Command::time_ms`].
     pub time_ms: u64,
+    /// As [`Command::argv`].
     #[serde(borrow)]
     pub argv: Vec<BytesRef<'a>>,
 }
 
 /// A borrowed [`Transaction`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 pub struct TransactionRef<'a> {
+    /// As [`Transaction::db`].
     pub db: u32,
+    /// As [`Transaction::time_ms`].
     pub time_ms: u64,
+    /// As [`Transaction::commands`].
     #[serde(borrow)]
     pub commands: Vec<Vec<BytesRef<'a>>>,
 }
