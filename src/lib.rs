@@ -22,6 +22,7 @@
 //! never depend on the CLI, progress output or the async runtime.
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod cli;
 pub mod exit;
 pub mod logging;
