@@ -12,6 +12,7 @@
 //! | [`net`]       | endpoint URLs, credentials that never print, TLS (rustls), the tokio connection, topology discovery (standalone / cluster / sentinel), key → slot | tokio |
 //! | [`probe`]     | the pre-flight facts `shake probe` reports, gathered from a live server | `net` |
 //! | [`cli`]       | clap definitions, one file per subcommand, and the command handlers (anyhow lives here) | everything |
+//! | [`journal`]   | the durable journal: segments of checksummed zstd frames keyed by (epoch, replication offset), writer with rotation/sealing/fsync policy, crash recovery, readers, follower, `verify` (format in `docs/journal-format.md`) | std, zstd, memmap2, rayon |
 //! | [`exit`]      | the documented process exit codes | nothing |
 //! | [`logging`]   | tracing subscriber set-up for `--log-format text|json` | tracing |
 //! | [`progress`]  | progress bars on a terminal, periodic log lines otherwise | indicatif, tracing |
@@ -25,6 +26,7 @@
 pub mod capture;
 pub mod cli;
 pub mod exit;
+pub mod journal;
 pub mod logging;
 pub mod net;
 pub mod probe;

@@ -6,3 +6,11 @@ mod support;
 mod harness;
 mod probe;
 mod replica;
+
+mod journal_corruption;
+mod journal_crash;
+mod journal_follower;
+mod journal_golden;
+mod journal_roundtrip;
+mod journal_util;
+mod journal_verify_cli;

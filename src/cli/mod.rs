@@ -6,6 +6,7 @@
 
 mod endpoint;
 pub mod probe;
+pub mod verify;
 
 pub use endpoint::SourceArgs;
 
@@ -59,6 +60,9 @@ pub enum Command {
     /// Pre-flight check of a source: version, RDB version, role, topology, backlog, output-buffer
     /// limit, PSYNC permission, and warnings where a capture is likely to fail.
     Probe(probe::ProbeArgs),
+    /// Audit a journal offline: every frame checksum, every sealed segment's SHA-256 against
+    /// the manifest, continuity of positions, and a per-shard summary. Exit 3 on problems.
+    Verify(verify::VerifyArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -75,5 +79,6 @@ pub enum ReportFormat {
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Probe(args) => probe::run(args, &cli.global).await,
+        Command::Verify(args) => verify::run(args, &cli.global).await,
     }
 }
