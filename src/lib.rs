@@ -15,6 +15,7 @@
 //! | [`exit`]      | the documented process exit codes | nothing |
 //! | [`logging`]   | tracing subscriber set-up for `--log-format text|json` | tracing |
 //! | [`progress`]  | progress bars on a terminal, periodic log lines otherwise | indicatif, tracing |
+//! | [`rdb`]       | RDB files and streams: streaming reader (events with exact value bytes, bounded memory), decoders for every version/encoding, DUMP payloads, rewrite into commands | bytes only, no I/O runtime |
 //! | [`units`]     | parsing of sizes (`64MiB`) and durations (`30s`) shared by every flag | nothing |
 //!
 //! The planned pipeline (capture → journal → inspect/filter → replay) and where each future
@@ -23,4 +24,5 @@
 #![warn(missing_docs)]
 
 pub mod exit;
+pub mod rdb;
 pub mod units;
