@@ -20,25 +20,31 @@
 //! | `walk` | resumable framing: where a record or value ends, without decoding it |
 //! | [`reader`] | the push-based streaming reader and its events |
 //! | [`cursor`] | bounds-checked reading of a complete slice |
+//! | [`elem`] | one element of a compact encoding |
 //! | [`listpack`], [`ziplist`], [`intset`], [`zipmap`] | the compact blob encodings |
 //! | [`decode`] | encoded value bytes → logical values, as iterators |
 //! | [`stream`] | stream values: entries, groups, consumers, PEL |
-//! | [`dump`] | DUMP payloads and version compatibility |
-//! | [`rewrite`] | values → plain commands, with warnings for what cannot be exact |
-//! | [`scan`] | a whole file → keys with decoded values and statistics (for `inspect`) |
 //!
 //! The byte layouts are in `docs/rdb.md` and the design reference
 //! (`redis-replication-and-rdb.md` §2–§3).
 
 pub mod checksum;
 pub mod cursor;
+pub mod decode;
+pub mod elem;
 pub mod error;
+pub mod intset;
 pub mod length;
+pub mod listpack;
 pub mod reader;
+pub mod stream;
 pub mod string;
 pub mod version;
 mod walk;
+pub mod ziplist;
+pub mod zipmap;
 
+pub use decode::{Value, decode};
 pub use error::{Error, Malformed};
 pub use reader::{
     Checksum, ChecksumStatus, Event, Key, KeyMeta, ReadEvents, Reader, ReaderOptions,
