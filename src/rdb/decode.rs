@@ -180,7 +180,7 @@ pub fn decode(t: ObjectType, value: Bytes) -> MResult<Value> {
             &mut c,
             Blob::Listpack,
         )?))),
-        Hash => Value::Hash(HashIter(HashInner::Pairs(Elements::strings(c)?))),
+        Hash => Value::Hash(HashIter(HashInner::Pairs(Elements::strings_times(c, 2)?))),
         HashZipmap => {
             let blob = c.string()?;
             Value::Hash(HashIter(HashInner::Zipmap(ZipmapIter::new(blob)?)))
@@ -289,8 +289,16 @@ fn elem_bytes(r: Option<MResult<Elem>>) -> Option<MResult<Bytes>> {
 }
 
 impl Elements {
-    fn strings(mut c: BCursor) -> MResult<Self> {
-        let left = c.len("element count")?;
+    fn strings(c: BCursor) -> MResult<Self> {
+        Self::strings_times(c, 1)
+    }
+
+    /// `n` × `per` strings, `n` read first (hash tables store pairs).
+    fn strings_times(mut c: BCursor, per: u64) -> MResult<Self> {
+        let n = c.len("element count")?;
+        let left = n
+            .checked_mul(per)
+            .ok_or_else(|| Malformed::new(0, "an element count that fits in 64 bits"))?;
         Ok(Elements {
             src: Source::Strings { c, left },
             base: 0,

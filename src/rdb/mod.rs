@@ -24,6 +24,7 @@
 //! | [`listpack`], [`ziplist`], [`intset`], [`zipmap`] | the compact blob encodings |
 //! | [`decode`] | encoded value bytes → logical values, as iterators |
 //! | [`stream`] | stream values: entries, groups, consumers, PEL |
+//! | [`json`] | decoded values as JSON (inspect, comparisons) |
 //!
 //! The byte layouts are in `docs/rdb.md` and the design reference
 //! (`redis-replication-and-rdb.md` §2–§3).
@@ -34,6 +35,7 @@ pub mod decode;
 pub mod elem;
 pub mod error;
 pub mod intset;
+pub mod json;
 pub mod length;
 pub mod listpack;
 pub mod reader;
