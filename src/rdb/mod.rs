@@ -24,6 +24,7 @@
 //! | [`listpack`], [`ziplist`], [`intset`], [`zipmap`] | the compact blob encodings |
 //! | [`decode`] | encoded value bytes → logical values, as iterators |
 //! | [`stream`] | stream values: entries, groups, consumers, PEL |
+//! | [`dump`] | DUMP payloads (build, check, relabel) and what a destination accepts |
 //! | [`json`] | decoded values as JSON (inspect, comparisons) |
 //!
 //! The byte layouts are in `docs/rdb.md` and the design reference
@@ -32,6 +33,7 @@
 pub mod checksum;
 pub mod cursor;
 pub mod decode;
+pub mod dump;
 pub mod elem;
 pub mod error;
 pub mod intset;

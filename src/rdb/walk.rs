@@ -298,7 +298,6 @@ impl Walker {
 
 /// Walks a complete slice with `tasks` and returns the number of bytes the structure occupies.
 /// Truncation is an error.
-#[allow(dead_code)] // used by the DUMP payload checks
 pub(crate) fn measure(tasks: &[Task], buf: &[u8]) -> MResult<usize> {
     let mut w = Walker::default();
     w.start(tasks);
