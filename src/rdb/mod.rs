@@ -25,6 +25,7 @@
 //! | [`decode`] | encoded value bytes → logical values, as iterators |
 //! | [`stream`] | stream values: entries, groups, consumers, PEL |
 //! | [`dump`] | DUMP payloads (build, check, relabel) and what a destination accepts |
+//! | [`rewrite`] | values → plain commands, with warnings for what cannot be exact |
 //! | [`json`] | decoded values as JSON (inspect, comparisons) |
 //!
 //! The byte layouts are in `docs/rdb.md` and the design reference
@@ -41,6 +42,7 @@ pub mod json;
 pub mod length;
 pub mod listpack;
 pub mod reader;
+pub mod rewrite;
 pub mod stream;
 pub mod string;
 pub mod version;

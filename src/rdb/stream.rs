@@ -347,7 +347,7 @@ impl Iterator for StreamEntries {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rdb::{length, listpack, string};
 
