@@ -43,7 +43,7 @@ pub enum Error {
     )]
     Corrupt {
         /// Absolute byte offset (from the first byte of the magic, or of the value for
-        /// [`crate::rdb::decode`] errors on standalone values) where the problem was seen.
+        /// [`crate::rdb::decode()`] errors on standalone values) where the problem was seen.
         offset: u64,
         /// The key whose record was being read, when known (escaped for printing).
         key: Option<String>,

@@ -22,10 +22,11 @@
 //! | [`cursor`] | bounds-checked reading of a complete slice |
 //! | [`elem`] | one element of a compact encoding |
 //! | [`listpack`], [`ziplist`], [`intset`], [`zipmap`] | the compact blob encodings |
-//! | [`decode`] | encoded value bytes → logical values, as iterators |
+//! | [`mod@decode`] | encoded value bytes → logical values, as iterators |
 //! | [`stream`] | stream values: entries, groups, consumers, PEL |
 //! | [`dump`] | DUMP payloads (build, check, relabel) and what a destination accepts |
 //! | [`rewrite`] | values → plain commands, with warnings for what cannot be exact |
+//! | [`scan`] | a whole file → keys (with values) and statistics: the library face of `inspect` |
 //! | [`json`] | decoded values as JSON (inspect, comparisons) |
 //!
 //! The byte layouts are in `docs/rdb.md` and the design reference
@@ -43,6 +44,7 @@ pub mod length;
 pub mod listpack;
 pub mod reader;
 pub mod rewrite;
+pub mod scan;
 pub mod stream;
 pub mod string;
 pub mod version;

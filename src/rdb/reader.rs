@@ -3,7 +3,7 @@
 //! The caller pushes bytes as they arrive ([`Reader::feed`], or [`Reader::fill_from`] for any
 //! `std::io::Read`) and pulls events with [`Reader::next_event`]. "Need more bytes" is
 //! `Ok(None)`, an ordinary outcome: a socket delivers an RDB in arbitrary pieces. Nothing is
-//! re-read: the walker ([`super::walk`]) resumes exactly where the bytes ran out, and the CRC-64
+//! re-read: the walker (`walk.rs`) resumes exactly where the bytes ran out, and the CRC-64
 //! is updated as bytes leave the buffer.
 //!
 //! A key whose encoded value is at most [`ReaderOptions::chunk_threshold`] bytes comes out as
