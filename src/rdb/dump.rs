@@ -15,7 +15,7 @@
 //! 7.0 accepts a type-16 payload relabelled v9); otherwise it must be rewritten as commands
 //! ([`super::rewrite`]), which is impossible for module values.
 
-use super::checksum::{CRC64, Crc64Digest, crc64};
+use super::checksum::{Crc64, crc64};
 use super::error::{Error, Malformed};
 use super::version::{Flavor, Kind, ObjectType};
 use super::walk::{measure, value_tasks};
@@ -34,7 +34,7 @@ pub fn build(type_id: u8, value: &[u8], rdb_version: u16) -> Vec<u8> {
 /// Builds a payload incrementally from value pieces ([`super::Event::BigKeyPiece`]), so a huge
 /// value can be streamed to the destination without being held whole.
 pub struct DumpBuilder {
-    digest: Crc64Digest,
+    digest: Crc64,
 }
 
 impl std::fmt::Debug for DumpBuilder {
@@ -46,7 +46,7 @@ impl std::fmt::Debug for DumpBuilder {
 impl DumpBuilder {
     /// Starts a payload; the caller sends `type_id` first.
     pub fn new(type_id: u8) -> Self {
-        let mut digest = CRC64.digest();
+        let mut digest = Crc64::new();
         digest.update(&[type_id]);
         DumpBuilder { digest }
     }
@@ -60,7 +60,7 @@ impl DumpBuilder {
     pub fn finish(mut self, rdb_version: u16) -> [u8; 10] {
         let v = rdb_version.to_le_bytes();
         self.digest.update(&v);
-        let crc = self.digest.finalize();
+        let crc = self.digest.value();
         let mut out = [0u8; 10];
         out[..2].copy_from_slice(&v);
         out[2..].copy_from_slice(&crc.to_le_bytes());

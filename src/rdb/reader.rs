@@ -21,7 +21,7 @@ use std::io::Read;
 
 use bytes::{Bytes, BytesMut};
 
-use super::checksum::{CRC64, Crc64Digest};
+use super::checksum::{Crc64, unappend};
 use super::cursor::Cursor;
 use super::error::{Error, Malformed, printable_key};
 use super::string;
@@ -248,7 +248,7 @@ enum State {
     },
     Value {
         t: ObjectType,
-        value_start: usize,
+        offset: u64,
         key: Bytes,
         chunked: bool,
     },
@@ -276,7 +276,10 @@ pub struct Reader {
     header: Option<Header>,
     db: u64,
     prefix: Prefix,
-    crc: Crc64Digest,
+    /// CRC of every byte fed until the EOF opcode was found (see [`unappend`]).
+    crc: Crc64,
+    /// CRC of the bytes from the magic through the EOF opcode, once known.
+    crc_final: Option<u64>,
     pending: VecDeque<Event>,
 }
 
@@ -309,13 +312,17 @@ impl Reader {
             header: None,
             db: 0,
             prefix: Prefix::default(),
-            crc: CRC64.digest(),
+            crc: Crc64::new(),
+            crc_final: None,
             pending: VecDeque::new(),
         }
     }
 
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
+        if self.crc_final.is_none() {
+            self.crc.update(data);
+        }
         self.buf.extend_from_slice(data);
     }
 
@@ -330,7 +337,11 @@ impl Reader {
                 r => break r,
             }
         };
-        self.buf.truncate(old + *r.as_ref().unwrap_or(&0));
+        let n = *r.as_ref().unwrap_or(&0);
+        self.buf.truncate(old + n);
+        if self.crc_final.is_none() {
+            self.crc.update(&self.buf[old..]);
+        }
         r
     }
 
@@ -389,7 +400,6 @@ impl Reader {
 
     fn consume(&mut self, n: usize) -> Bytes {
         let b = self.buf.split_to(n).freeze();
-        self.crc.update(&b);
         self.consumed += n as u64;
         self.pos = 0;
         b
@@ -443,25 +453,31 @@ impl Reader {
                         return Ok(None);
                     }
                     let key_end = self.pos;
+                    let offset = self.consumed;
                     let (key, _) = string::read(&self.buf[1..key_end])
                         .map_err(|e| e.shift(1).at(self.consumed, None))?;
-                    let key = Bytes::copy_from_slice(&key);
+                    let raw_at = match key {
+                        Cow::Borrowed(k) => Some(key_end - k.len()),
+                        Cow::Owned(_) => None,
+                    };
+                    let owned = raw_at.is_none().then(|| Bytes::copy_from_slice(&key));
+                    // Split the record head off now so that a raw key shares its memory.
+                    let head = self.consume(key_end);
+                    let key = owned.unwrap_or_else(|| head.slice(raw_at.unwrap_or(0)..));
                     let tasks = value_tasks(t).expect("checked in start_record");
                     self.walker.start(tasks);
                     self.state = State::Value {
                         t,
-                        value_start: key_end,
+                        offset,
                         key,
                         chunked: false,
                     };
                 }
-                State::Value {
-                    value_start,
-                    chunked,
-                    ..
-                } => {
+                State::Value { chunked, .. } => {
+                    // The record head (type byte and key) is already consumed: `pos` counts
+                    // value bytes only.
                     let done = self.walk()? == Walked::Done;
-                    let walked = self.pos - value_start;
+                    let walked = self.pos;
                     let threshold = self.opts.chunk_threshold;
                     if !chunked && !done && walked <= threshold {
                         return Ok(None);
@@ -469,7 +485,7 @@ impl Reader {
                     if chunked && !done && walked < threshold.clamp(1, 1 << 20) {
                         return Ok(None);
                     }
-                    let State::Value { t, key, .. } =
+                    let State::Value { t, offset, key, .. } =
                         std::mem::replace(&mut self.state, State::RecordStart)
                     else {
                         unreachable!()
@@ -483,20 +499,14 @@ impl Reader {
                             expire_ms: prefix.expire_ms,
                             idle_secs: prefix.idle_secs,
                             freq: prefix.freq,
-                            offset: self.consumed,
-                            value_offset: self.consumed + value_start as u64,
+                            offset,
+                            value_offset: self.consumed,
                         };
                         if done && walked <= threshold {
-                            let rec = self.consume(self.pos);
-                            return Ok(Some(Event::Key(Key {
-                                meta,
-                                value: rec.slice(value_start..),
-                            })));
+                            let value = self.consume(self.pos);
+                            return Ok(Some(Event::Key(Key { meta, value })));
                         }
-                        // Too big for one buffer: hand out the record head, then pieces.
-                        let pos = self.pos;
-                        self.consume(value_start);
-                        self.pos = pos - value_start;
+                        // Too big for one buffer: announce it, then hand out pieces.
                         if done {
                             let piece = self.consume(self.pos);
                             self.pending.push_back(Event::BigKeyPiece(piece));
@@ -504,7 +514,7 @@ impl Reader {
                         } else {
                             self.state = State::Value {
                                 t,
-                                value_start: 0,
+                                offset,
                                 key,
                                 chunked: true,
                             };
@@ -521,7 +531,7 @@ impl Reader {
                     }
                     self.state = State::Value {
                         t,
-                        value_start: 0,
+                        offset,
                         key,
                         chunked: true,
                     };
@@ -533,7 +543,7 @@ impl Reader {
                         return Ok(None);
                     }
                     let stored = u64::from_le_bytes(self.buf[..8].try_into().unwrap());
-                    let computed = self.crc.clone().finalize();
+                    let computed = self.crc_final.unwrap_or_default();
                     let offset = self.consumed;
                     let sum = Checksum {
                         stored: Some(stored),
@@ -577,6 +587,8 @@ impl Reader {
         use Task::*;
         let tasks: &'static [Task] = match op {
             opcode::EOF => {
+                // The CRC ran over every byte fed; take back what follows the EOF opcode.
+                self.crc_final = Some(unappend(self.crc.value(), &self.buf[1..]));
                 self.consume(1);
                 if self.header.is_some_and(|h| h.has_checksum()) {
                     self.state = State::Trailer;
@@ -585,7 +597,7 @@ impl Reader {
                 self.state = State::Done;
                 return Ok(Some(Event::End(Checksum {
                     stored: None,
-                    computed: self.crc.clone().finalize(),
+                    computed: self.crc_final.unwrap_or_default(),
                 })));
             }
             opcode::AUX => &[Str, Str],
