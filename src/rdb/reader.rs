@@ -492,9 +492,10 @@ impl Reader {
                     };
                     if !chunked {
                         let prefix = std::mem::take(&mut self.prefix);
+                        let big = !(done && walked <= threshold);
                         let meta = KeyMeta {
                             db: self.db,
-                            key: key.clone(),
+                            key: if big { key.clone() } else { key },
                             object_type: t,
                             expire_ms: prefix.expire_ms,
                             idle_secs: prefix.idle_secs,
@@ -502,7 +503,7 @@ impl Reader {
                             offset,
                             value_offset: self.consumed,
                         };
-                        if done && walked <= threshold {
+                        if !big {
                             let value = self.consume(self.pos);
                             return Ok(Some(Event::Key(Key { meta, value })));
                         }
@@ -512,6 +513,7 @@ impl Reader {
                             self.pending.push_back(Event::BigKeyPiece(piece));
                             self.pending.push_back(Event::BigKeyEnd);
                         } else {
+                            let key = meta.key.clone();
                             self.state = State::Value {
                                 t,
                                 offset,
