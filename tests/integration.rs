@@ -14,6 +14,4 @@ mod journal_golden;
 mod journal_roundtrip;
 mod journal_util;
 mod journal_verify_cli;
-//! Integration tests
-
 mod rdb_corpus;
