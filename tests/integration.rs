@@ -3,6 +3,7 @@
 
 mod support;
 
+mod capture;
 mod harness;
 mod probe;
 mod replica;
