@@ -637,3 +637,118 @@ fn sentinel_master() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(snapshot(&entries(&j, "shard-000")).contains_key(&(0, b"via".to_vec())));
 }
+
+/// `--metrics-addr` serves per-shard offsets and the lag behind the master.
+#[test]
+fn metrics_endpoint_reports_offsets_and_lag() {
+    use std::io::{Read, Write};
+    let s = Server::start("7.0");
+    let mut c = s.client();
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let mport = crate::support::free_port();
+    let addr = format!("127.0.0.1:{mport}");
+    let child = spawn_capture(&[
+        "--source",
+        &s.url(),
+        "--journal",
+        j.to_str().unwrap(),
+        "--metrics-addr",
+        &addr,
+    ]);
+    crate::support::wait_until(20, "capture attached", || {
+        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
+    });
+    c.cmd(&["SET", "k", "v"]);
+    let mut page = String::new();
+    crate::support::wait_until(20, "metrics with a lag figure", || {
+        let Ok(mut sock) = std::net::TcpStream::connect(&addr) else {
+            return false;
+        };
+        let _ = sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        page.clear();
+        let _ = sock.read_to_string(&mut page);
+        page.contains("shake_capture_lag_bytes{shard=\"shard-000\"}")
+    });
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(
+        page.contains("shake_capture_durable_offset{shard=\"shard-000\"}"),
+        "{page}"
+    );
+    assert!(
+        page.contains("shake_capture_full_syncs_total{shard=\"shard-000\"} 1"),
+        "{page}"
+    );
+    sigterm(&child);
+    assert_eq!(wait_output(child).code, 0);
+}
+
+/// `CLUSTER FAILOVER` on a replica: capture keeps the shard's journal continuous without a
+/// new full sync, and every write of the shard is journaled once.
+#[test]
+fn cluster_failover_is_followed_without_full_sync() {
+    let cluster = Cluster::start("7.0", 3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let child = spawn_capture(&["--source", &cluster.url(), "--journal", j.to_str().unwrap()]);
+    let masters = cluster.masters();
+    for m in &masters {
+        crate::support::wait_until(30, "capture attached to every master", || {
+            m.client()
+                .info_field("replication", "connected_slaves")
+                .as_deref()
+                == Some("2")
+        });
+    }
+    // The master that owns our key, and its replica.
+    let key = "{failover}counter";
+    let owner = masters
+        .iter()
+        .find(|m| !m.client().try_cmd(&["GET", key]).unwrap().is_error())
+        .unwrap();
+    for _ in 0..5 {
+        owner.client().cmd(&["INCR", key]);
+    }
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            n.client()
+                .info_field("replication", "master_port")
+                .as_deref()
+                == Some(&owner.port.to_string())
+        })
+        .unwrap();
+    replica.client().cmd(&["CLUSTER", "FAILOVER"]);
+    crate::support::wait_until(30, "the replica to become master", || {
+        replica
+            .client()
+            .info_field("replication", "role")
+            .as_deref()
+            == Some("master")
+    });
+    for _ in 0..5 {
+        replica.client().cmd(&["INCR", key]);
+    }
+    assert_eq!(replica.client().cmd(&["GET", key]).as_int(), Some(10));
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&child);
+    let out = wait_output(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.matches("full syncs 1").count(),
+        3,
+        "one full sync per shard only: {}",
+        out.stdout
+    );
+    let manifest = shake::journal::read_journal(&j).unwrap();
+    let mut incrs = 0;
+    for shard in &manifest.shards {
+        incrs += commands(&entries(&j, &shard.name))
+            .iter()
+            .filter(|(_, a)| a[0].eq_ignore_ascii_case(b"INCR") && a[1] == key.as_bytes())
+            .count();
+    }
+    assert_eq!(incrs, 10, "every INCR journaled once across the failover");
+    assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
+}

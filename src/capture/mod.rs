@@ -13,6 +13,7 @@
 //!   from the data while their bytes still count in the offset.
 
 pub mod journal_state;
+pub mod metrics;
 pub mod plan;
 pub mod replica;
 pub mod shard;

@@ -89,6 +89,9 @@ pub struct ShardStatus {
     pub full_syncs: u64,
     /// Bytes waiting for the journal writer.
     pub queued: u64,
+    /// The master's own replication offset, polled every 2 s on a separate connection (the
+    /// replication link must never carry a command that produces a reply).
+    pub master_offset: Option<u64>,
     /// True once the shard has stopped.
     pub done: bool,
 }
@@ -276,6 +279,46 @@ pub async fn run(
     }
 }
 
+/// Aborts a task when dropped (the offset poller lives as long as its session).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Polls `master_repl_offset` of the server a session replicates from, for the lag figure.
+fn spawn_offset_poller(
+    endpoint: Endpoint,
+    connect: ConnectOptions,
+    status: Arc<std::sync::Mutex<ShardStatus>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conn = None;
+        loop {
+            if conn.is_none() {
+                conn = Connection::connect(&endpoint, &connect).await.ok();
+            }
+            if let Some(c) = conn.as_mut() {
+                match c.info("replication").await {
+                    Ok(info) => {
+                        let off = info
+                            .iter()
+                            .find(|(k, _)| k == "master_repl_offset")
+                            .and_then(|(_, v)| v.parse().ok());
+                        if let Ok(mut s) = status.lock() {
+                            s.master_offset = off;
+                        }
+                    }
+                    Err(_) => conn = None,
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+}
+
 enum SessionEnd {
     Stopped,
     SnapshotDone,
@@ -315,6 +358,11 @@ async fn session(
     let conn = Connection::connect(&endpoint, &job.connect)
         .await
         .map_err(|e| err(e.to_string(), false))?;
+    let _poller = AbortOnDrop(spawn_offset_poller(
+        endpoint.clone(),
+        job.connect.clone(),
+        status.clone(),
+    ));
     set(&mut |s| {
         s.phase =
             "waiting for the master (PSYNC; a diskless master waits repl-diskless-sync-delay first)"

@@ -93,6 +93,10 @@ pub struct CaptureArgs {
     /// Accept RDB versions newer than this build knows.
     #[arg(long)]
     pub accept_newer_rdb: bool,
+    /// Serve Prometheus metrics (offsets, lag, bytes, reconnects) on this address while the
+    /// capture runs, e.g. 127.0.0.1:9121.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Seconds between progress lines in log mode.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::units::parse_duration)]
     pub progress_interval: Duration,
@@ -193,6 +197,19 @@ pub async fn run(args: CaptureArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             let _ = stopper.send(true);
         });
     }
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+            tracing::info!(%addr, "serving Prometheus metrics");
+            Some(tokio::spawn(crate::capture::metrics::serve(
+                listener,
+                statuses.clone(),
+            )))
+        }
+        None => None,
+    };
     let reporter = spawn_reporter(global.progress, args.progress_interval, statuses.clone());
     let mut failed = false;
     let mut outcomes = Vec::new();
@@ -205,6 +222,9 @@ pub async fn run(args: CaptureArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         outcomes.push(outcome);
     }
     reporter.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     println!("capture summary ({})", args.journal.display());
     for o in &outcomes {
         let s = &o.status;
@@ -284,7 +304,7 @@ fn spawn_reporter(
                     keys = s.keys,
                     offset = s.offset,
                     durable = s.durable,
-                    unacked_bytes = s.offset.saturating_sub(s.durable),
+                    lag_bytes = s.master_offset.map(|m| m.saturating_sub(s.durable)),
                     commands_per_sec = format!("{cmd_rate:.0}"),
                     queued = %human(s.queued),
                     reconnects = s.reconnects,
