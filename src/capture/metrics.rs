@@ -9,10 +9,18 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// One metric: name, type, help text, and how to read it from a shard's status.
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ShardStatus) -> Option<u64>,
+);
+
 /// Renders the metrics page for these shards.
 pub fn render(shards: &[(String, Arc<Mutex<ShardStatus>>)]) -> String {
     let mut out = String::new();
-    let metrics: [(&str, &str, &str, fn(&ShardStatus) -> Option<u64>); 10] = [
+    let metrics: [Metric; 10] = [
         (
             "shake_capture_offset",
             "gauge",
