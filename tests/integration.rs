@@ -3,8 +3,10 @@
 
 mod support;
 
+mod capture;
 mod harness;
 mod probe;
+mod replica;
 
 mod journal_corruption;
 mod journal_crash;
@@ -13,3 +15,4 @@ mod journal_golden;
 mod journal_roundtrip;
 mod journal_util;
 mod journal_verify_cli;
+mod rdb_corpus;

@@ -351,3 +351,61 @@ fn unreachable_server_is_a_clear_error() {
         out.stderr
     );
 }
+
+/// A server that answers with bytes that are not RESP (a mock: a real server cannot do this).
+#[test]
+fn malformed_reply_is_a_protocol_error_naming_the_endpoint() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        s.write_all(b"?garbage\r\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    });
+    let out = shake_run(&[
+        "probe",
+        "--source",
+        &format!("redis://127.0.0.1:{port}"),
+        "--sample",
+        "0s",
+    ]);
+    t.join().unwrap();
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains(&format!("127.0.0.1:{port} sent invalid RESP")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("byte 0"), "{}", out.stderr);
+}
+
+/// A server that accepts but never answers: the connect timeout fires and says so.
+#[test]
+fn silent_server_times_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let conn = listener.accept();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        drop(conn);
+    });
+    let out = shake_run(&[
+        "probe",
+        "--source",
+        &format!("redis://127.0.0.1:{port}"),
+        "--connect-timeout",
+        "1s",
+    ]);
+    t.join().unwrap();
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("did not answer connect and login within 1.0s"),
+        "{}",
+        out.stderr
+    );
+}

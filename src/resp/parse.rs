@@ -21,6 +21,12 @@ pub fn parse(bytes: &Bytes) -> Result<Frame, Error> {
             needed: needed.unwrap_or(0),
         });
     }
+    parse_checked(bytes)
+}
+
+/// Parses a frame that [`super::check`] has just measured at exactly `bytes.len()`: the walk is
+/// not repeated. Only [`super::decode`] calls it, right after its own check.
+pub(super) fn parse_checked(bytes: &Bytes) -> Result<Frame, Error> {
     let mut pos = 0;
     parse_at(bytes, &mut pos)
 }
