@@ -86,9 +86,11 @@ pub fn render(r: &Report) -> String {
                 pos(e.first),
                 pos(e.last),
                 e.records,
-                e.snapshot_keys
-                    .map(|k| format!(", snapshot of {k} keys"))
-                    .unwrap_or_default(),
+                match (e.snapshot.as_str(), e.snapshot_keys) {
+                    (_, Some(k)) => format!(", snapshot of {k} keys"),
+                    ("incomplete", None) => ", snapshot INCOMPLETE".into(),
+                    _ => String::new(),
+                },
                 if e.replids.is_empty() {
                     "-".into()
                 } else {

@@ -112,6 +112,10 @@ pub struct EpochSummary {
     pub records: u64,
     /// Keys in its snapshot (from the snapshot end record).
     pub snapshot_keys: Option<u64>,
+    /// `complete` (begin and end records present), `incomplete` (the capture stopped inside
+    /// the snapshot: not a usable base for replay) or `none` (no snapshot in this part of the
+    /// journal). Not a problem in itself: a journal may end inside a snapshot.
+    pub snapshot: String,
 }
 
 /// Audits the journal at `dir`. Never fails: an unreadable manifest or file is a problem in
@@ -150,7 +154,7 @@ struct FrameStats {
     by_kind: BTreeMap<&'static str, u64>,
     min_t: Option<u64>,
     max_t: Option<u64>,
-    epochs: BTreeMap<u64, (Position, Position, u64, Option<u64>)>,
+    epochs: BTreeMap<u64, (Position, Position, u64, Option<u64>, bool)>,
     epoch_starts: Vec<u64>,
 }
 
@@ -162,12 +166,13 @@ impl FrameStats {
         }
         self.min_t = opt(self.min_t, o.min_t, u64::min);
         self.max_t = opt(self.max_t, o.max_t, u64::max);
-        for (e, (f, l, n, k)) in o.epochs {
-            let x = self.epochs.entry(e).or_insert((f, l, 0, None));
+        for (e, (f, l, n, k, b)) in o.epochs {
+            let x = self.epochs.entry(e).or_insert((f, l, 0, None, false));
             x.0 = x.0.min(f);
             x.1 = x.1.max(l);
             x.2 += n;
             x.3 = x.3.or(k);
+            x.4 |= b;
         }
         self.epoch_starts.extend(o.epoch_starts);
         self
@@ -437,12 +442,13 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
                     let x = s
                         .epochs
                         .entry(e.position.epoch)
-                        .or_insert((e.position, e.position, 0, None));
+                        .or_insert((e.position, e.position, 0, None, false));
                     x.0 = x.0.min(e.position);
                     x.1 = x.1.max(e.position);
                     x.2 += 1;
                     match &e.record {
                         RecordRef::SnapshotEnd(end) => x.3 = Some(end.key_count),
+                        RecordRef::SnapshotBegin(_) => x.4 = true,
                         RecordRef::Marker(MarkerRef::EpochStart { epoch, .. }) => {
                             s.epoch_starts.push(*epoch)
                         }
@@ -466,7 +472,7 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
             .sum::<u64>();
         prev_seg = Some((h.number, scan.last().or(h.prev_last), path.clone()));
     }
-    for (&e, &(first, last, records, keys)) in &stats.epochs {
+    for (&e, &(first, last, records, keys, begun)) in &stats.epochs {
         let info = man.epochs.iter().find(|x| x.epoch == e);
         if e > 0 && info.is_none() {
             p(
@@ -484,6 +490,12 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
             last: Some(last),
             records,
             snapshot_keys: keys,
+            snapshot: match (begun, keys) {
+                (_, Some(_)) => "complete",
+                (true, None) => "incomplete",
+                (false, None) => "none",
+            }
+            .into(),
         });
     }
     sum.records = stats.records;
