@@ -111,6 +111,15 @@ fn writer_killed_at_random_moments_recovers_every_durable_record() {
         if let Some(p) = reader.join().unwrap() {
             max_durable = max_durable.max(Some(p));
         }
+        // Before any recovery, what the kill left is at most a note for verify.
+        if round % 10 == 0 {
+            let report = journal::verify(t.path());
+            assert!(
+                report.ok(),
+                "round {round}, before recovery: {:#?}",
+                report.problems
+            );
+        }
         // Recover as the next writer would, then check the prefix.
         let w = ShardWriter::open(t.path(), "shard-000", opts())
             .unwrap_or_else(|e| panic!("round {round}: recovery failed: {e}"));

@@ -376,6 +376,7 @@ fn a_value_streamed_in_pieces_is_written_like_a_whole_one() {
     kw.write(b"12345").unwrap();
     assert!(kw.finish().is_err());
     assert!(w.command(1, command(1)).is_err());
+    drop(w);
     let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
     let mut kw = w.begin_key(meta, 3).unwrap();
     assert!(kw.write(b"1234").is_err());
@@ -423,4 +424,19 @@ fn epoch_published_but_lost_in_a_crash_is_skipped() {
         states,
         [(1, "complete"), (3, "complete"), (4, "incomplete")]
     );
+}
+
+#[test]
+fn a_second_writer_on_the_same_shard_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    create(t.path());
+    let w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    let e = ShardWriter::open(t.path(), "shard-000", small_opts())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("already open for writing"), "{e}");
+    // readers and followers are not writers
+    ShardReader::open(t.path(), "shard-000", RecoveryMode::Refuse).unwrap();
+    drop(w);
+    ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
 }

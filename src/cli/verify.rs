@@ -105,6 +105,12 @@ pub fn render(r: &Report) -> String {
             .collect();
         let _ = writeln!(s, "  records   {}", kinds.join(", "));
     }
+    if !r.notes.is_empty() {
+        let _ = writeln!(s, "\n{} note(s), not damage:", r.notes.len());
+        for n in &r.notes {
+            let _ = writeln!(s, "  {n}");
+        }
+    }
     if r.problems.is_empty() {
         let _ = writeln!(s, "\nOK: no problem found");
     } else {

@@ -30,6 +30,8 @@ use super::{Error, Result};
 
 pub(crate) fn open_for_append(dir: &Path, opts: WriterOptions) -> Result<ShardWriter> {
     let mut man = manifest::read_shard(dir)?;
+    // Before looking at any segment: a live writer's tail is not a torn tail.
+    let lock = super::writer::lock_shard(dir)?;
     let files = segment::list(dir)?;
     let n = man.sealed.len();
     for (i, s) in man.sealed.iter().enumerate() {
@@ -185,5 +187,13 @@ pub(crate) fn open_for_append(dir: &Path, opts: WriterOptions) -> Result<ShardWr
             }
         }
     }
-    ShardWriter::from_parts(dir.to_path_buf(), opts, man, active, next_number, prev_last)
+    ShardWriter::from_parts(
+        lock,
+        dir.to_path_buf(),
+        opts,
+        man,
+        active,
+        next_number,
+        prev_last,
+    )
 }

@@ -35,6 +35,11 @@ pub struct Report {
     pub shards: Vec<ShardSummary>,
     /// Every problem found; empty when the journal is sound.
     pub problems: Vec<Problem>,
+    /// States that are not damage: what a writer killed mid-write leaves at the end of a
+    /// shard's last, unsealed segment (a torn frame or header, a seal not yet published), or a
+    /// file still being copied in. Reopening the shard for append resolves them; nothing
+    /// acknowledged as durable is involved.
+    pub notes: Vec<Problem>,
 }
 
 impl Report {
@@ -141,9 +146,10 @@ pub fn verify(dir: &Path) -> Report {
     report.shake_version = Some(jm.shake_version.clone());
     report.source = Some(format!("{}: {}", jm.source.kind, jm.source.description));
     for s in &jm.shards {
-        let (summary, problems) = verify_shard(&dir.join(&s.name), &s.name);
+        let (summary, problems, notes) = verify_shard(&dir.join(&s.name), &s.name);
         report.shards.push(summary);
         report.problems.extend(problems);
+        report.notes.extend(notes);
     }
     report
 }
@@ -186,8 +192,17 @@ fn opt(a: Option<u64>, b: Option<u64>, f: fn(u64, u64) -> u64) -> Option<u64> {
     }
 }
 
-fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
+fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Problem>) {
     let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    let mut note = |file: &Path, offset: Option<u64>, what: String| {
+        notes.push(Problem {
+            shard: Some(name.to_string()),
+            file: file.to_path_buf(),
+            offset,
+            what,
+        })
+    };
     let mut sum = ShardSummary {
         name: name.to_string(),
         ..Default::default()
@@ -211,7 +226,7 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
         Ok(f) => f,
         Err(e) => {
             p(dir, None, e.to_string());
-            return (sum, problems);
+            return (sum, problems, notes);
         }
     };
     let names: HashSet<String> = files
@@ -267,14 +282,42 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
                 );
             }
         }
+        // The shard's last segment, not yet sealed in the manifest: the one a crash can leave
+        // half-written. Recovery's rules decide what is a crash artifact there.
+        let open_tail = i + 1 == count && listed.is_none();
         let scan = match segment::scan(&bytes, path, true, true) {
             Ok(s) => s,
+            Err(e) if open_tail && segment::find_next_frame(&bytes, 0, true).is_none() => {
+                note(
+                    path,
+                    Some(0),
+                    format!("{e}, and no frame: a segment being created when its writer stopped"),
+                );
+                continue;
+            }
             Err(e) => {
                 p(path, Some(0), e.to_string());
                 continue;
             }
         };
-        for d in &scan.damage {
+        let mut damage = scan.damage.clone();
+        if open_tail
+            && let Some(d) = damage.last()
+            && d.offset + d.len == bytes.len() as u64
+            && bytes[d.offset as usize..].iter().all(|b| *b == 0)
+        {
+            note(
+                path,
+                Some(d.offset),
+                format!(
+                    "{} zero bytes after the last frame: preallocated space of a stopped writer \
+                     or a copy in progress",
+                    d.len
+                ),
+            );
+            damage.pop();
+        }
+        for d in &damage {
             p(
                 path,
                 Some(d.offset),
@@ -282,7 +325,11 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
             );
         }
         if let Tail::Incomplete { offset, have } = scan.tail {
-            p(
+            (if open_tail {
+                &mut note as &mut dyn FnMut(&Path, Option<u64>, String)
+            } else {
+                &mut p
+            })(
                 path,
                 Some(offset),
                 format!(
@@ -368,10 +415,16 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
                     );
                 }
                 if listed.is_none() {
-                    p(
+                    (if open_tail {
+                        &mut note as &mut dyn FnMut(&Path, Option<u64>, String)
+                    } else {
+                        &mut p
+                    })(
                         path,
                         None,
-                        "sealed segment is not listed in shard.json".into(),
+                        "sealed segment is not listed in shard.json (yet: reopening the shard \
+                         for append publishes it)"
+                            .into(),
                     );
                 }
             }
@@ -508,7 +561,7 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>) {
     sum.max_time_ms = stats.max_t;
     sum.first = sum.epochs.first().and_then(|e| e.first);
     sum.last = sum.epochs.last().and_then(|e| e.last);
-    (sum, problems)
+    (sum, problems, notes)
 }
 
 fn problems_push(p: &mut impl FnMut(&Path, Option<u64>, String), pr: Problem) {

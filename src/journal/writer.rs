@@ -139,6 +139,40 @@ pub struct ShardWriter {
     scratch: Vec<u8>,
     inflight: VecDeque<(FrameMeta, InFlight)>,
     poisoned: bool,
+    /// `writer.lock`, held with an exclusive `flock` for the writer's life: a second writer on
+    /// the same shard (another capture, or a second open in this process) is refused instead of
+    /// interleaving frames. The kernel drops the lock when the process dies, so a crash never
+    /// leaves it stale.
+    _lock: File,
+}
+
+/// Name of the lock file in a shard directory.
+pub const LOCK_FILE: &str = "writer.lock";
+
+/// Takes the shard's writer lock.
+pub(crate) fn lock_shard(dir: &Path) -> Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    // SAFETY: flock on a file descriptor we own, with constant flags; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(Error::Invalid(format!(
+                "{} is already open for writing (another capture holds {})",
+                dir.display(),
+                path.display()
+            )));
+        }
+        return Err(io(&path)(err));
+    }
+    Ok(file)
 }
 
 /// What a frame in flight covers.
@@ -172,6 +206,7 @@ impl ShardWriter {
     }
 
     pub(crate) fn from_parts(
+        lock: File,
         dir: PathBuf,
         opts: WriterOptions,
         manifest: ShardManifest,
@@ -201,6 +236,7 @@ impl ShardWriter {
             scratch: Vec::new(),
             inflight: VecDeque::new(),
             poisoned: false,
+            _lock: lock,
         })
     }
 
