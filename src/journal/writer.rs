@@ -312,11 +312,7 @@ impl ShardWriter {
         time_ms: Option<u64>,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<()> {
-        if self.poisoned {
-            return Err(Error::Invalid(
-                "writer failed earlier; reopen the shard to recover".into(),
-            ));
-        }
+        self.check_poisoned()?;
         if let Some(last) = self.last
             && position <= last
         {
@@ -524,6 +520,7 @@ impl ShardWriter {
     /// Writes the buffered records as a frame (if any) and applies the fsync policy. Capture
     /// calls this at least as often as it wants acknowledgements to advance.
     pub fn flush(&mut self) -> Result<()> {
+        self.check_poisoned()?;
         if !self.raw.is_empty() {
             self.write_frame()?;
         }
@@ -534,6 +531,7 @@ impl ShardWriter {
     /// Writes buffered records and forces everything to stable storage now. Returns the durable
     /// position.
     pub fn sync(&mut self) -> Result<Option<Position>> {
+        self.check_poisoned()?;
         if !self.raw.is_empty() {
             self.write_frame()?;
         }
@@ -546,6 +544,7 @@ impl ShardWriter {
     /// [`WriterOptions::segment_max_age`]. Call it periodically (e.g. every 100 ms) even when
     /// no data arrives.
     pub fn tick(&mut self) -> Result<()> {
+        self.check_poisoned()?;
         if let FsyncPolicy::Interval(d) = self.opts.fsync
             && self.durable != self.written
             && self.last_sync.elapsed() >= d
@@ -563,6 +562,7 @@ impl ShardWriter {
     /// Seals the segment being written now (writing buffered records first), so it can be
     /// shipped. The next record starts a new segment.
     pub fn seal(&mut self) -> Result<()> {
+        self.check_poisoned()?;
         if !self.raw.is_empty() {
             self.write_frame()?;
         }
@@ -575,6 +575,15 @@ impl ShardWriter {
     pub fn close(mut self) -> Result<Option<Position>> {
         self.seal()?;
         Ok(self.durable)
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Invalid(
+                "writer failed earlier; reopen the shard to recover".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn write_manifest(&mut self) -> Result<()> {
@@ -676,8 +685,11 @@ impl ShardWriter {
         if rotate {
             self.seal_active()?;
         }
-        if self.active.is_none() {
-            self.create_segment(meta.first)?;
+        if self.active.is_none()
+            && let Err(e) = self.create_segment(meta.first)
+        {
+            self.poisoned = true;
+            return Err(e);
         }
         let a = self.active.as_mut().expect("created above");
         if let Err(e) = a.file.write_all(&bytes) {
@@ -744,7 +756,17 @@ impl ShardWriter {
         Ok(())
     }
 
+    /// Seals the active segment; any failure poisons the writer (the segment may hold a
+    /// partial seal, which only recovery may judge).
     fn seal_active(&mut self) -> Result<()> {
+        let r = self.seal_active_inner();
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn seal_active_inner(&mut self) -> Result<()> {
         let Some(mut a) = self.active.take() else {
             return Ok(());
         };
