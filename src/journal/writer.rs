@@ -641,7 +641,14 @@ impl ShardWriter {
             });
             self.inflight.push_back((meta, InFlight::Pending(rx)));
         }
-        while self.inflight.len() > self.opts.compress_threads.saturating_sub(1) {
+        // Inline: write at once. Pooled: up to `compress_threads` frames compress at the same
+        // time while the caller fills the next one.
+        let depth = if self.opts.compress_threads <= 1 {
+            0
+        } else {
+            self.opts.compress_threads
+        };
+        while self.inflight.len() > depth {
             self.complete_frame()?;
         }
         Ok(())
