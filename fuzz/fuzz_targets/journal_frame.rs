@@ -45,7 +45,16 @@ fuzz_target!(|data: &[u8]| {
         let mut f = h.encode().to_vec();
         f.extend_from_slice(rest);
         if let Ok(Check::Complete(h)) = frame::check(&f) {
-            let _ = frame::decode_records(&h, &f[FRAME_HEADER_LEN..]);
+            let owned = frame::decode_records(&h, &f[FRAME_HEADER_LEN..]);
+            // The borrowed parser (hand-written fast path + serde) must agree with the owned one.
+            let borrowed = frame::parse_entries_ref(&h, rest);
+            match (&owned, &borrowed) {
+                (Ok(o), Ok(b)) => {
+                    assert!(o.len() == b.len() && o.iter().zip(b).all(|(o, b)| *o == b.to_owned()))
+                }
+                (Err(_), Err(_)) => {}
+                _ => panic!("owned and borrowed parsers disagree: {owned:?} / {borrowed:?}"),
+            }
         }
     }
 });
