@@ -414,6 +414,10 @@ pub(crate) fn encode_entry(entry_pos: Position, record: &Record, out: &mut Vec<u
 
 /// Decodes one entry from the start of `buf`, returning it and the bytes it used.
 pub(crate) fn decode_entry(buf: &[u8]) -> Result<(Entry, usize), String> {
+    // Commands and keys through the hand-written reader (see `record_ref`), then copied.
+    if let Some((e, used)) = super::record_ref::decode_fast(buf) {
+        return Ok((e.to_owned(), used));
+    }
     bincode::serde::borrow_decode_from_slice::<Entry, _>(buf, bincode_config())
         .map_err(|e| e.to_string())
 }

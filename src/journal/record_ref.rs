@@ -327,6 +327,11 @@ pub(crate) fn decode_entry_ref(buf: &[u8]) -> Result<(EntryRef<'_>, usize), Stri
     decode_entry_ref_serde(buf)
 }
 
+/// The fast reader alone: `None` when it does not handle the input.
+pub(crate) fn decode_fast(buf: &[u8]) -> Option<(EntryRef<'_>, usize)> {
+    fast::decode(buf)
+}
+
 /// The serde path of [`decode_entry_ref`].
 pub(crate) fn decode_entry_ref_serde(buf: &[u8]) -> Result<(EntryRef<'_>, usize), String> {
     bincode::serde::borrow_decode_from_slice::<EntryRef<'_>, _>(
