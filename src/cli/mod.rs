@@ -6,6 +6,7 @@
 
 pub mod capture;
 mod endpoint;
+pub mod inspect;
 pub mod probe;
 pub mod verify;
 
@@ -68,6 +69,9 @@ pub enum Command {
     /// snapshot and the live command stream into a journal; resumes an existing journal with a
     /// partial resync. SIGINT/SIGTERM seal the journal and exit 0.
     Capture(capture::CaptureArgs),
+    /// Audit an RDB file offline: statistics per database and type (default), or every key
+    /// with its decoded value (`--format jsonl`).
+    Inspect(inspect::InspectArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -86,5 +90,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Probe(args) => probe::run(args, &cli.global).await,
         Command::Verify(args) => verify::run(args, &cli.global).await,
         Command::Capture(args) => capture::run(args, &cli.global).await,
+        Command::Inspect(args) => inspect::run(args, &cli.global).await,
     }
 }
