@@ -731,7 +731,8 @@ fn cluster_failover_is_followed_without_full_sync() {
         replica.client().cmd(&["INCR", key]);
     }
     assert_eq!(replica.client().cmd(&["GET", key]).as_int(), Some(10));
-    std::thread::sleep(Duration::from_secs(3));
+    // The layout watcher (every 5 s) records the failover as a topology marker.
+    std::thread::sleep(Duration::from_secs(7));
     sigterm(&child);
     let out = wait_output(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -750,5 +751,11 @@ fn cluster_failover_is_followed_without_full_sync() {
             .count();
     }
     assert_eq!(incrs, 10, "every INCR journaled once across the failover");
+    let marked = manifest.shards.iter().any(|s| {
+        entries(&j, &s.name).iter().any(|e| {
+            matches!(&e.record, Record::Marker(shake::journal::Marker::Topology { description, .. }) if description.contains(&replica.port.to_string()))
+        })
+    });
+    assert!(marked, "the new master appears in a topology marker");
     assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
 }

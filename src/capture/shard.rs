@@ -60,6 +60,9 @@ pub struct ShardJob {
     pub max_retries: Option<u32>,
     /// Queued bytes (disk behind the socket) above which a warning is logged.
     pub queue_warn: u64,
+    /// Descriptions of the cluster's layout, updated when it changes (slot migrations,
+    /// failovers); each change is recorded as a topology marker in the shard's journal.
+    pub topology: Option<watch::Receiver<String>>,
 }
 
 /// Live status of a shard, for progress output and metrics.
@@ -412,9 +415,26 @@ async fn session(
     let mut stream = StreamState::new(*db);
     let mut published = handle.published.clone();
     let mut warned_queue = false;
+    let mut topology = job.topology.clone();
     loop {
+        let topology_changed = async {
+            match topology.as_mut() {
+                Some(t) => t.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         let event = tokio::select! {
             ev = session.next() => ev,
+            changed = topology_changed => {
+                if changed {
+                    let desc = topology.as_mut().map(|t| t.borrow_and_update().clone()).unwrap_or_default();
+                    tracing::info!(shard = %job.name, "cluster topology changed: {desc}");
+                    send(Msg::Topology(desc))?;
+                } else {
+                    topology = None;
+                }
+                continue;
+            }
             _ = stop.changed() => {
                 if in_snapshot {
                     let _ = handle.send(Msg::SnapshotAborted("stopped by the operator".into()));

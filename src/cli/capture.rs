@@ -155,7 +155,24 @@ pub async fn run(args: CaptureArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         snapshot_only: args.snapshot_only,
         max_retries: args.max_retries,
     };
-    let jobs = plan::plan(&opts).await?;
+    let mut jobs = plan::plan(&opts).await?;
+    // A cluster's layout is watched; every change becomes a marker in each shard's journal.
+    if let Some(shard::Locator::Cluster { seeds, .. }) = jobs.first().map(|j| j.locator.clone()) {
+        let initial = {
+            let mut c = crate::net::Connection::connect(&opts.source, &opts.connect).await?;
+            plan::describe(&crate::net::topology::discover(&mut c).await?)
+        };
+        let (tx, rx) = tokio::sync::watch::channel(initial);
+        for j in &mut jobs {
+            j.topology = Some(rx.clone());
+        }
+        tokio::spawn(plan::watch_topology(
+            seeds,
+            opts.connect.clone(),
+            Duration::from_secs(5),
+            tx,
+        ));
+    }
     tracing::info!(journal = %args.journal.display(), shards = jobs.len(), "capture starting");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let statuses: Vec<(String, Arc<Mutex<ShardStatus>>)> = jobs
