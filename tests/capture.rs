@@ -3,13 +3,11 @@
 //! replica links killed, master restarts, `WAIT`, a small output-buffer limit, a cluster, and
 //! `--from-rdb`.
 
-use crate::support::{Client, Cluster, Server, shake, shake_run};
+use crate::support::{Client, Cluster, Load, Server, shake, shake_run};
 use shake::journal::{Entry, Record, RecoveryMode, ShardReader};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 fn entries(dir: &Path, shard: &str) -> Vec<Entry> {
@@ -73,6 +71,21 @@ fn string_value(encoded: &[u8]) -> i64 {
         shake::rdb::Value::String(b) => std::str::from_utf8(&b).unwrap().parse().unwrap(),
         other => panic!("not a string: {other:?}"),
     }
+}
+
+/// Runs `shake capture --source SOURCE --journal JOURNAL --progress none EXTRA…` to its end.
+fn capture(source: &str, journal: &Path, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec![
+        "capture",
+        "--source",
+        source,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--progress",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    shake_run(&args)
 }
 
 fn spawn_capture(args: &[&str]) -> Child {
@@ -155,16 +168,7 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
     populate_every_type(&mut c);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = capture(&s.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let snap = snapshot(&entries(&j, "shard-000"));
     let mut expected = 0;
@@ -200,50 +204,20 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
 #[test]
 fn stream_under_load_resumes_without_gap_or_duplicate() {
     let s = Server::start("7.0");
-    let port = s.port;
-    let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(AtomicU64::new(0));
-    let (stop2, written2) = (stop.clone(), written.clone());
-    let writer = std::thread::spawn(move || {
-        let mut c = Client::connect(port).unwrap();
-        while !stop2.load(Ordering::Relaxed) {
-            c.cmd(&["INCR", "counter"]);
-            c.cmd(&["RPUSH", "log", "x"]);
-            written2.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_micros(200));
-        }
+    let load = Load::start(s.port, Duration::from_micros(200), |c, _| {
+        c.cmd(&["INCR", "counter"]);
+        c.cmd(&["RPUSH", "log", "x"]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
     let js = j.to_str().unwrap();
     for _ in 0..2 {
-        let out = shake_run(&[
-            "capture",
-            "--source",
-            &s.url(),
-            "--journal",
-            js,
-            "--duration",
-            "1500ms",
-            "--progress",
-            "none",
-        ]);
+        let out = capture(&s.url(), Path::new(js), &["--duration", "1500ms"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
         std::thread::sleep(Duration::from_millis(300));
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        js,
-        "--duration",
-        "1s",
-        "--progress",
-        "none",
-    ]);
+    load.stop();
+    let out = capture(&s.url(), Path::new(js), &["--duration", "1s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout.contains("full syncs 0"),
@@ -295,16 +269,7 @@ fn every_version_of_the_matrix_with_modules() {
         }
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path().join("j");
-        let out = shake_run(&[
-            "capture",
-            "--source",
-            &s.url(),
-            "--journal",
-            j.to_str().unwrap(),
-            "--snapshot-only",
-            "--progress",
-            "none",
-        ]);
+        let out = capture(&s.url(), &j, &["--snapshot-only"]);
         assert_eq!(out.code, 0, "{v}: {}", out.stderr);
         let snap = snapshot(&entries(&j, "shard-000"));
         let keys = c.cmd(&["KEYS", "*"]);
@@ -333,15 +298,8 @@ fn kill9_of_capture_during_snapshot_and_stream() {
     let s = Server::start("7.0");
     s.client()
         .cmd(&["DEBUG", "POPULATE", "200000", "key", "100"]);
-    let port = s.port;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let writer = std::thread::spawn(move || {
-        let mut c = Client::connect(port).unwrap();
-        while !stop2.load(Ordering::Relaxed) {
-            c.cmd(&["INCR", "counter"]);
-            std::thread::sleep(Duration::from_micros(300));
-        }
+    let load = Load::start(s.port, Duration::from_micros(300), |c, _| {
+        c.cmd(&["INCR", "counter"]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
@@ -349,6 +307,8 @@ fn kill9_of_capture_during_snapshot_and_stream() {
     // Kill points: early (inside the snapshot of ~20 MB) and later (inside the stream).
     for (i, after_ms) in [40u64, 150, 900, 1300, 700].into_iter().enumerate() {
         let child = spawn_capture(&["--source", &s.url(), "--journal", js]);
+        // Count from the journal's creation: a kill before it exists tests nothing.
+        crate::support::wait_until(20, "the journal to exist", || j.join("journal.json").exists());
         std::thread::sleep(Duration::from_millis(after_ms));
         unsafe_kill(child.id(), "KILL");
         let out = wait_output(child);
@@ -356,19 +316,8 @@ fn kill9_of_capture_during_snapshot_and_stream() {
         let v = shake_run(&["verify", js]);
         assert_eq!(v.code, 0, "after kill {i}: {}", v.stdout);
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        js,
-        "--duration",
-        "2s",
-        "--progress",
-        "none",
-    ]);
+    load.stop();
+    let out = capture(&s.url(), Path::new(js), &["--duration", "8s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let all = entries(&j, "shard-000");
     let snap = snapshot(&all);
@@ -480,35 +429,14 @@ fn small_output_buffer_limit_full_sync_completes() {
         .start();
     let mut c = s.client();
     c.cmd(&["DEBUG", "POPULATE", "300000", "key", "200"]);
-    let port = s.port;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let writer = std::thread::spawn(move || {
-        let mut c = Client::connect(port).unwrap();
-        let v = "w".repeat(1000);
-        let mut i = 0u64;
-        while !stop2.load(Ordering::Relaxed) {
-            c.cmd(&["SET", &format!("w{}", i % 5000), &v]);
-            i += 1;
-            std::thread::sleep(Duration::from_micros(500));
-        }
+    let v = "w".repeat(1000);
+    let load = Load::start(s.port, Duration::from_micros(500), move |c, i| {
+        c.cmd(&["SET", &format!("w{}", i % 5000), &v]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--max-retries",
-        "2",
-        "--progress",
-        "none",
-    ]);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    let out = capture(&s.url(), &j, &["--snapshot-only", "--max-retries", "2"]);
+    load.stop();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("full syncs 1"), "{}", out.stdout);
     let snap = snapshot(&entries(&j, "shard-000"));
@@ -536,16 +464,7 @@ fn cluster_one_shard_per_master() {
     }
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &cluster.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = capture(&cluster.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let manifest = shake::journal::read_journal(&j).unwrap();
     assert_eq!(manifest.shards.len(), 3);
