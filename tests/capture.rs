@@ -92,7 +92,7 @@ fn spawn_capture(args: &[&str]) -> Child {
     shake()
         .arg("capture")
         .args(args)
-        .args(["--progress", "none", "-q"])
+        .args(["--progress", "none"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -308,7 +308,9 @@ fn kill9_of_capture_during_snapshot_and_stream() {
     for (i, after_ms) in [40u64, 150, 900, 1300, 700].into_iter().enumerate() {
         let child = spawn_capture(&["--source", &s.url(), "--journal", js]);
         // Count from the journal's creation: a kill before it exists tests nothing.
-        crate::support::wait_until(20, "the journal to exist", || j.join("journal.json").exists());
+        crate::support::wait_until(20, "the journal to exist", || {
+            j.join("journal.json").exists()
+        });
         std::thread::sleep(Duration::from_millis(after_ms));
         unsafe_kill(child.id(), "KILL");
         let out = wait_output(child);
@@ -677,4 +679,138 @@ fn cluster_failover_is_followed_without_full_sync() {
     });
     assert!(marked, "the new master appears in a topology marker");
     assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
+}
+
+/// `--shards` captures only the named shards; `--from-replicas` attaches to replicas.
+#[test]
+fn cluster_shards_selection_and_from_replicas() {
+    let cluster = Cluster::start("7.0", 3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = capture(
+        &cluster.url(),
+        &j,
+        &[
+            "--snapshot-only",
+            "--shards",
+            "shard-001",
+            "--from-replicas",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.matches("shard-0").count(), 1, "{}", out.stdout);
+    assert!(out.stdout.contains("shard-001"), "{}", out.stdout);
+    // The server named in the summary is a replica.
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    let addr = words[words.iter().position(|w| *w == "shard-001").unwrap() + 1].to_string();
+    let node = cluster
+        .nodes
+        .iter()
+        .find(|n| addr.ends_with(&format!(":{}", n.port)))
+        .unwrap();
+    assert_eq!(
+        node.client().info_field("replication", "role").as_deref(),
+        Some("slave"),
+        "{}",
+        out.stdout
+    );
+    // The other shards were not captured.
+    assert!(
+        ShardReader::open(&j, "shard-000", RecoveryMode::Refuse)
+            .unwrap()
+            .last()
+            .is_none()
+    );
+}
+
+/// A Sentinel failover: capture follows the promoted replica (partial resync through
+/// replid2) and journals every write once.
+#[test]
+fn sentinel_failover_is_followed() {
+    let master = Server::start("7.0");
+    let replica = Server::start("7.0");
+    replica
+        .client()
+        .cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+    crate::support::wait_until(20, "replica in sync", || {
+        replica
+            .client()
+            .info_field("replication", "master_link_status")
+            .as_deref()
+            == Some("up")
+    });
+    let sentinel = crate::support::Sentinel::start(&master);
+    let replica_port = replica.port.to_string();
+    crate::support::wait_until(30, "sentinel to see the replica", || {
+        let mut c = Client::connect(sentinel.port).unwrap();
+        let f = c.cmd(&["SENTINEL", "REPLICAS", "mymaster"]);
+        f.as_array().is_some_and(|a| {
+            a.iter().any(|r| {
+                r.field("port").and_then(|p| p.as_str()) == Some(replica_port.as_str())
+                    && r.field("flags").and_then(|p| p.as_str()) == Some("slave")
+            })
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let child = spawn_capture(&[
+        "--source",
+        &sentinel.url(),
+        "--sentinel-master",
+        "mymaster",
+        "--journal",
+        j.to_str().unwrap(),
+    ]);
+    crate::support::wait_until(20, "capture attached", || {
+        master
+            .client()
+            .info_field("replication", "connected_slaves")
+            .as_deref()
+            == Some("2")
+    });
+    // Both the real replica and capture hold every write before the failover (WAIT counts
+    // acknowledgements of this connection's own writes, so the same connection must ask).
+    let mut mc = master.client();
+    for _ in 0..3 {
+        mc.cmd(&["INCR", "n"]);
+    }
+    assert_eq!(mc.cmd(&["WAIT", "2", "5000"]).as_int(), Some(2));
+    assert_eq!(replica.client().cmd(&["GET", "n"]).as_int(), Some(3));
+    let mut s = Client::connect(sentinel.port).unwrap();
+    s.cmd(&["SENTINEL", "FAILOVER", "mymaster"]);
+    crate::support::wait_until(30, "the replica to be promoted", || {
+        replica
+            .client()
+            .info_field("replication", "role")
+            .as_deref()
+            == Some("master")
+    });
+    crate::support::wait_until(30, "capture attached to the new master", || {
+        replica
+            .client()
+            .info_field("replication", "connected_slaves")
+            .as_deref()
+            .is_some_and(|n| n != "0")
+            && master.client().info_field("replication", "role").as_deref() == Some("slave")
+    });
+    for _ in 0..3 {
+        replica.client().cmd(&["INCR", "n"]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&child);
+    let out = wait_output(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("full syncs 1"),
+        "{}{}\nnew master's log:\n{}\nsentinel log:\n{}",
+        out.stdout,
+        out.stderr,
+        std::fs::read_to_string(replica.log_path()).unwrap_or_default(),
+        std::fs::read_to_string(sentinel.dir().join("sentinel.log")).unwrap_or_default()
+    );
+    let incrs = commands(&entries(&j, "shard-000"))
+        .iter()
+        .filter(|(_, a)| a[0].eq_ignore_ascii_case(b"INCR"))
+        .count();
+    assert_eq!(incrs, 6, "every INCR once across the failover");
 }

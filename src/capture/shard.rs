@@ -153,10 +153,13 @@ async fn locate(locator: &Locator, connect: &ConnectOptions) -> Result<Endpoint,
                                 .replicas
                                 .iter()
                                 .find(|r| r.health == "online")
+                                // 7.0 reports a replica as "loading" while its offset is 0.
+                                .or_else(|| shard.replicas.iter().find(|r| r.health != "failed"))
                                 .unwrap_or(&shard.master)
                         } else {
                             &shard.master
                         };
+                        tracing::debug!(slot, master = %shard.master.addr(), replicas = ?shard.replicas, chosen = %node.addr(), "located the shard's server");
                         return Ok(seed.with_addr(node.host.clone(), node.port));
                     }
                     Err(e) => last = e.to_string(),
@@ -512,11 +515,19 @@ async fn session(
                         {
                             *db = super::stream::db_after(*d, commands);
                         }
+                        // Resume after the last *journaled* unit only: keepalives and SELECTs
+                        // are not journaled, and bytes a failed-over master sent that its
+                        // successor never saw (sentinel hellos, PINGs) must not push the resume
+                        // point past what the successor can continue from.
+                        let journaled =
+                            matches!(unit, Unit::Command { .. } | Unit::Transaction { .. });
                         send(Msg::Unit(unit, now_ms()))?;
-                        *resume = Resume::From {
-                            replid: session.replid().to_string(),
-                            offset,
-                        };
+                        if journaled {
+                            *resume = Resume::From {
+                                replid: session.replid().to_string(),
+                                offset,
+                            };
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => return Err(err(format!("{}: {e}", endpoint.addr()), true)),
