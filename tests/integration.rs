@@ -1,3 +1,4 @@
 //! Integration tests
 
 mod rdb_corpus;
+mod rdb_props;

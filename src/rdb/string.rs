@@ -232,8 +232,11 @@ pub fn encode(s: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends `s` as an LZF string using literal runs only (valid LZF any decoder accepts; used by
-/// tests to exercise the compressed path).
+/// tests to exercise the compressed path). An empty string is written raw: LZF cannot hold it.
 pub fn encode_lzf_literal(s: &[u8], out: &mut Vec<u8>) {
+    if s.is_empty() {
+        return encode_raw(s, out);
+    }
     let mut comp = Vec::with_capacity(s.len() + s.len() / 32 + 1);
     for chunk in s.chunks(32) {
         comp.push((chunk.len() - 1) as u8);
