@@ -12,10 +12,12 @@
 //! | [`net`]       | endpoint URLs, credentials that never print, TLS (rustls), the tokio connection, topology discovery (standalone / cluster / sentinel), key → slot | tokio |
 //! | [`probe`]     | the pre-flight facts `shake probe` reports, gathered from a live server | `net` |
 //! | [`cli`]       | clap definitions, one file per subcommand, and the command handlers (anyhow lives here) | everything |
+//! | [`journal`]   | the durable journal: segments of checksummed zstd frames keyed by (epoch, replication offset), writer with rotation/sealing/fsync policy, crash recovery, readers, follower, `verify` (format in `docs/journal-format.md`) | std, zstd, memmap2, rayon |
 //! | [`exit`]      | the documented process exit codes | nothing |
 //! | [`logging`]   | tracing subscriber set-up for `--log-format text|json` | tracing |
 //! | [`progress`]  | progress bars on a terminal, periodic log lines otherwise | indicatif, tracing |
 //! | [`rdb`]       | RDB files and streams: streaming reader (events with exact value bytes, bounded memory), decoders for every version/encoding, DUMP payloads, rewrite into commands | bytes only, no I/O runtime |
+//! | [`capture`]   | the replica side of the replication protocol (handshake, PSYNC, RDB transfer, stream with offsets, durable ACKs) and stream units (SELECT, MULTI/EXEC) | tokio, `net`, `resp` |
 //! | [`units`]     | parsing of sizes (`64MiB`) and durations (`30s`) shared by every flag | nothing |
 //!
 //! The planned pipeline (capture → journal → inspect/filter → replay) and where each future
@@ -23,6 +25,14 @@
 //! never depend on the CLI, progress output or the async runtime.
 #![warn(missing_docs)]
 
+pub mod capture;
+pub mod cli;
 pub mod exit;
+pub mod journal;
+pub mod logging;
+pub mod net;
+pub mod probe;
+pub mod progress;
 pub mod rdb;
+pub mod resp;
 pub mod units;

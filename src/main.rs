@@ -1,1 +1,36 @@
-fn main() {}
+//! The `shake` binary: parse the command line, set up logging, run, map the outcome to the exit
+//! codes documented in `docs/cli.md`.
+
+use clap::Parser;
+use shake::cli::{self, Cli};
+use shake::exit;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    shake::logging::init(cli.global.log_format, cli.global.verbosity());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::RUNTIME_ERROR);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            // A closed pipe (`shake … | head`) is not a failure.
+            if err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::from(exit::SUCCESS);
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::RUNTIME_ERROR)
+        }
+    }
+}

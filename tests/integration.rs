@@ -1,4 +1,18 @@
-//! Integration tests
+//! The one integration-test binary (`autotests = false`): one module per capability, all
+//! against real `redis-server` processes started by `support`.
 
+mod support;
+
+mod harness;
+mod probe;
+mod replica;
+
+mod journal_corruption;
+mod journal_crash;
+mod journal_follower;
+mod journal_golden;
+mod journal_roundtrip;
+mod journal_util;
+mod journal_verify_cli;
 mod rdb_corpus;
 mod rdb_props;

@@ -1,0 +1,84 @@
+//! The command line: clap definitions, one file per subcommand, each turned into a validated
+//! configuration and run. `anyhow` lives here and in `main`, nowhere below.
+//!
+//! The names follow `docs/cli.md` (and the design's `cli.md`): scripts and runbooks depend on
+//! them. A subcommand appears here only when it works.
+
+mod endpoint;
+pub mod probe;
+pub mod verify;
+
+pub use endpoint::SourceArgs;
+
+use crate::logging::LogFormat;
+use crate::progress::ProgressMode;
+use clap::{Args, Parser, Subcommand};
+
+/// shake — move Redis data across networks that cannot see each other.
+///
+/// Capture a source as a replica into a durable journal, carry the journal across an air gap,
+/// audit it offline, and replay it onto a destination. Exit codes: 0 success, 1 runtime error,
+/// 2 usage error, 3 a data check found problems, 130 interrupted after a clean stop.
+#[derive(Debug, Parser)]
+#[command(name = "shake", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// Flags every subcommand accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Global flags.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output (-q warnings only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Progress display: bars on a terminal, periodic log lines otherwise (auto).
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, global = true)]
+    pub progress: ProgressMode,
+}
+
+impl GlobalArgs {
+    /// `-v` count minus `-q` count.
+    pub fn verbosity(&self) -> i8 {
+        self.verbose.min(10) as i8 - self.quiet.min(10) as i8
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pre-flight check of a source: version, RDB version, role, topology, backlog, output-buffer
+    /// limit, PSYNC permission, and warnings where a capture is likely to fail.
+    Probe(probe::ProbeArgs),
+    /// Audit a journal offline: every frame checksum, every sealed segment's SHA-256 against
+    /// the manifest, continuity of positions, and a per-shard summary. Exit 3 on problems.
+    Verify(verify::VerifyArgs),
+}
+
+/// `--format` for commands that print a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ReportFormat {
+    /// A readable table.
+    #[default]
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Probe(args) => probe::run(args, &cli.global).await,
+        Command::Verify(args) => verify::run(args, &cli.global).await,
+    }
+}

@@ -1,0 +1,438 @@
+//! Frames: bounded groups of records, each an independent zstd frame behind a fixed header.
+//!
+//! Every frame can be checked and decoded alone, so a reader can jump to any frame (through the
+//! index) and decode frames in parallel, and a torn write loses at most the frame being written.
+//!
+//! Reading is split in two steps, like the RESP codec: [`check`] looks at bytes without
+//! allocating and says *complete* (with the frame's length), *incomplete* (a torn or still
+//! growing tail: wait or truncate, this is not an error) or corrupt; [`decode_records`] then
+//! decompresses and parses a checked frame.
+//!
+//! # Frame header (80 bytes, little-endian)
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0  | 4 | magic `SJFR` |
+//! | 4  | 1 | kind: 1 records, 2 seal (segment footer) |
+//! | 5  | 1 | codec: 0 none, 1 zstd |
+//! | 6  | 2 | reserved, 0 |
+//! | 8  | 24 | first position (epoch, offset, seq: u64 each) |
+//! | 32 | 24 | last position |
+//! | 56 | 4 | record count |
+//! | 60 | 4 | stored payload length (bytes following the header) |
+//! | 64 | 4 | raw (uncompressed) payload length |
+//! | 68 | 4 | CRC-32C of the stored payload |
+//! | 72 | 4 | reserved, 0 |
+//! | 76 | 4 | CRC-32C of bytes 0..76 |
+
+use std::io::Read;
+
+use super::Position;
+use super::record::{Entry, decode_entry};
+
+/// Magic bytes opening every frame.
+pub const FRAME_MAGIC: [u8; 4] = *b"SJFR";
+/// Length of the fixed frame header.
+pub const FRAME_HEADER_LEN: usize = 80;
+/// Upper bound of a frame's stored and raw payload lengths. Bounds every allocation a length
+/// field can cause; a record larger than this cannot be journaled (values are chunked far
+/// below it).
+pub const MAX_FRAME_LEN: usize = 1 << 30;
+/// Frames up to this raw length are decompressed in one call into an exact buffer; larger
+/// ones through a stream that grows with the data actually produced (so a lying header cannot
+/// make us allocate a gigabyte up front).
+const BULK_DECOMPRESS_MAX: usize = 64 << 20;
+
+/// What a frame holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FrameKind {
+    /// Encoded [`Entry`]s.
+    Records = 1,
+    /// The segment footer written when a segment is sealed; nothing follows it.
+    Seal = 2,
+}
+
+/// How the payload is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Codec {
+    /// Stored as is (seal frames).
+    None = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+/// A parsed, checksum-verified frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FrameHeader {
+    /// What the frame holds.
+    pub kind: FrameKind,
+    /// How the payload is stored.
+    pub codec: Codec,
+    /// Position of the first record (for a seal frame: the segment's first position).
+    pub first: Position,
+    /// Position of the last record.
+    pub last: Position,
+    /// Number of records (for a seal frame: the segment's record count).
+    pub records: u32,
+    /// Bytes of payload following the header.
+    pub stored_len: u32,
+    /// Bytes of payload once decompressed.
+    pub raw_len: u32,
+    /// CRC-32C of the stored payload.
+    pub payload_crc: u32,
+}
+
+impl FrameHeader {
+    /// Total bytes of the frame on disk (header + payload).
+    pub fn frame_len(&self) -> u64 {
+        FRAME_HEADER_LEN as u64 + u64::from(self.stored_len)
+    }
+
+    /// The 80 header bytes.
+    pub fn encode(&self) -> [u8; FRAME_HEADER_LEN] {
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        h[0..4].copy_from_slice(&FRAME_MAGIC);
+        h[4] = self.kind as u8;
+        h[5] = self.codec as u8;
+        h[8..32].copy_from_slice(&self.first.to_bytes());
+        h[32..56].copy_from_slice(&self.last.to_bytes());
+        h[56..60].copy_from_slice(&self.records.to_le_bytes());
+        h[60..64].copy_from_slice(&self.stored_len.to_le_bytes());
+        h[64..68].copy_from_slice(&self.raw_len.to_le_bytes());
+        h[68..72].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&h[0..76]);
+        h[76..80].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// Parses and checks 80 header bytes (`h` must hold at least [`FRAME_HEADER_LEN`]).
+    pub fn decode(h: &[u8]) -> Result<FrameHeader, FrameError> {
+        let h = &h[..FRAME_HEADER_LEN];
+        if h[0..4] != FRAME_MAGIC {
+            return Err(FrameError::BadMagic);
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+        let stored_crc = u32_at(76);
+        let crc = crc32c::crc32c(&h[0..76]);
+        if crc != stored_crc {
+            return Err(FrameError::HeaderChecksum {
+                stored: stored_crc,
+                computed: crc,
+            });
+        }
+        let kind = match h[4] {
+            1 => FrameKind::Records,
+            2 => FrameKind::Seal,
+            k => return Err(FrameError::Invalid(format!("unknown frame kind {k}"))),
+        };
+        let codec = match h[5] {
+            0 => Codec::None,
+            1 => Codec::Zstd,
+            c => return Err(FrameError::Invalid(format!("unknown codec {c}"))),
+        };
+        let header = FrameHeader {
+            kind,
+            codec,
+            first: Position::from_bytes(&h[8..32]),
+            last: Position::from_bytes(&h[32..56]),
+            records: u32_at(56),
+            stored_len: u32_at(60),
+            raw_len: u32_at(64),
+            payload_crc: u32_at(68),
+        };
+        if header.stored_len as usize > MAX_FRAME_LEN || header.raw_len as usize > MAX_FRAME_LEN {
+            return Err(FrameError::Invalid(format!(
+                "payload lengths {}/{} exceed the limit {MAX_FRAME_LEN}",
+                header.stored_len, header.raw_len
+            )));
+        }
+        if header.codec == Codec::None && header.stored_len != header.raw_len {
+            return Err(FrameError::Invalid(
+                "uncompressed frame with stored length != raw length".into(),
+            ));
+        }
+        if header.first > header.last {
+            return Err(FrameError::Invalid(format!(
+                "first position {} after last {}",
+                header.first, header.last
+            )));
+        }
+        Ok(header)
+    }
+}
+
+/// Why bytes are not a valid frame. Carries no file context; callers attach file and offset.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The first four bytes are not `SJFR`.
+    #[error("bad frame magic")]
+    BadMagic,
+    /// The header checksum does not match.
+    #[error("frame header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    HeaderChecksum {
+        /// Checksum in the header.
+        stored: u32,
+        /// Checksum of the bytes.
+        computed: u32,
+    },
+    /// The payload checksum does not match.
+    #[error("frame payload checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    PayloadChecksum {
+        /// Checksum in the header.
+        stored: u32,
+        /// Checksum of the bytes.
+        computed: u32,
+    },
+    /// A field holds an impossible value, decompression failed, or records do not decode or
+    /// disagree with the header.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What [`check`] found at the start of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// A whole frame whose header and payload checksums match.
+    Complete(FrameHeader),
+    /// The buffer ends before the frame does: a torn or still-growing tail. `have` bytes are
+    /// present; the frame needs at least `need` (known once the header is whole).
+    Incomplete {
+        /// Bytes available.
+        have: usize,
+        /// Bytes needed, as far as known.
+        need: usize,
+    },
+}
+
+/// Checks the frame at the start of `buf` without allocating: header magic and checksum,
+/// bounds, then the payload checksum once the payload is all there.
+pub fn check(buf: &[u8]) -> Result<Check, FrameError> {
+    if buf.len() < FRAME_HEADER_LEN {
+        // A prefix of a valid magic is still a torn tail; anything else is not a frame.
+        let n = buf.len().min(4);
+        if buf[..n] != FRAME_MAGIC[..n] {
+            return Err(FrameError::BadMagic);
+        }
+        return Ok(Check::Incomplete {
+            have: buf.len(),
+            need: FRAME_HEADER_LEN,
+        });
+    }
+    let header = FrameHeader::decode(buf)?;
+    let total = header.frame_len() as usize;
+    if buf.len() < total {
+        return Ok(Check::Incomplete {
+            have: buf.len(),
+            need: total,
+        });
+    }
+    check_payload(&header, &buf[FRAME_HEADER_LEN..total])?;
+    Ok(Check::Complete(header))
+}
+
+/// Verifies the payload checksum of a frame whose header is already parsed.
+pub fn check_payload(header: &FrameHeader, payload: &[u8]) -> Result<(), FrameError> {
+    let crc = crc32c::crc32c(payload);
+    if crc != header.payload_crc {
+        return Err(FrameError::PayloadChecksum {
+            stored: header.payload_crc,
+            computed: crc,
+        });
+    }
+    Ok(())
+}
+
+/// Decompresses a checked payload into its raw bytes.
+pub fn raw_payload(header: &FrameHeader, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    match header.codec {
+        Codec::None => Ok(payload.to_vec()),
+        Codec::Zstd => {
+            let raw_len = header.raw_len as usize;
+            let raw = if raw_len <= BULK_DECOMPRESS_MAX {
+                // One decompression context per thread: creating one per frame costs a
+                // zeroed allocation of ~100 KiB, visible in profiles of parallel scans.
+                thread_local! {
+                    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                        const { std::cell::RefCell::new(None) };
+                }
+                DCTX.with(|d| {
+                    let mut d = d.borrow_mut();
+                    if d.is_none() {
+                        *d = Some(zstd::bulk::Decompressor::new()?);
+                    }
+                    d.as_mut().expect("set above").decompress(payload, raw_len)
+                })
+                .map_err(|e| FrameError::Invalid(format!("zstd: {e}")))?
+            } else {
+                let mut out = Vec::with_capacity(BULK_DECOMPRESS_MAX);
+                zstd::stream::read::Decoder::new(payload)
+                    .map_err(|e| FrameError::Invalid(format!("zstd: {e}")))?
+                    .take(raw_len as u64 + 1)
+                    .read_to_end(&mut out)
+                    .map_err(|e| FrameError::Invalid(format!("zstd: {e}")))?;
+                out
+            };
+            if raw.len() != raw_len {
+                return Err(FrameError::Invalid(format!(
+                    "payload decompresses to {} bytes, header says {raw_len}",
+                    raw.len()
+                )));
+            }
+            Ok(raw)
+        }
+    }
+}
+
+/// Decodes the records of a checked `Records` frame and checks them against the header: the
+/// count, strictly increasing positions from `first` to `last`, no trailing bytes.
+pub fn decode_records(header: &FrameHeader, payload: &[u8]) -> Result<Vec<Entry>, FrameError> {
+    if header.kind != FrameKind::Records {
+        return Err(FrameError::Invalid("not a records frame".into()));
+    }
+    let raw = raw_payload(header, payload)?;
+    // Each entry takes at least 5 bytes, so this capacity is bounded by the payload.
+    let mut out = Vec::with_capacity((header.records as usize).min(raw.len() / 5 + 1));
+    let mut at = 0usize;
+    for i in 0..header.records {
+        let (entry, used) = decode_entry(&raw[at..])
+            .map_err(|e| FrameError::Invalid(format!("record {i} at raw byte {at}: {e}")))?;
+        if let Some(prev) = out.last().map(|e: &Entry| e.position)
+            && entry.position <= prev
+        {
+            return Err(FrameError::Invalid(format!(
+                "record {i} position {} not after {prev}",
+                entry.position
+            )));
+        }
+        at += used;
+        out.push(entry);
+    }
+    if at != raw.len() {
+        return Err(FrameError::Invalid(format!(
+            "{} bytes after the last record",
+            raw.len() - at
+        )));
+    }
+    match (out.first(), out.last()) {
+        (Some(f), Some(l)) if f.position == header.first && l.position == header.last => Ok(out),
+        (None, _) => Err(FrameError::Invalid("records frame with no records".into())),
+        _ => Err(FrameError::Invalid(
+            "record positions disagree with the frame header".into(),
+        )),
+    }
+}
+
+/// Builds a `Records` frame from raw encoded entries.
+pub(crate) fn encode_records_frame(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    raw: &[u8],
+    first: Position,
+    last: Position,
+    records: u32,
+) -> std::io::Result<Vec<u8>> {
+    let bound = zstd::zstd_safe::compress_bound(raw.len());
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + bound);
+    out.resize(FRAME_HEADER_LEN, 0);
+    let mut body = Vec::with_capacity(bound);
+    compressor.compress_to_buffer(raw, &mut body)?;
+    let header = FrameHeader {
+        kind: FrameKind::Records,
+        codec: Codec::Zstd,
+        first,
+        last,
+        records,
+        stored_len: body.len() as u32,
+        raw_len: raw.len() as u32,
+        payload_crc: crc32c::crc32c(&body),
+    };
+    out[..FRAME_HEADER_LEN].copy_from_slice(&header.encode());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Builds an uncompressed frame (used for the seal).
+pub(crate) fn encode_plain_frame(
+    kind: FrameKind,
+    payload: &[u8],
+    first: Position,
+    last: Position,
+    records: u32,
+) -> Vec<u8> {
+    let header = FrameHeader {
+        kind,
+        codec: Codec::None,
+        first,
+        last,
+        records,
+        stored_len: payload.len() as u32,
+        raw_len: payload.len() as u32,
+        payload_crc: crc32c::crc32c(payload),
+    };
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::record::{Command, Record, encode_entry};
+
+    fn frame() -> Vec<u8> {
+        let mut raw = Vec::new();
+        for i in 1..=3u64 {
+            let r = Record::Command(Command {
+                db: 0,
+                time_ms: i,
+                argv: vec![b"PING".to_vec()],
+            });
+            encode_entry(Position::new(1, i * 10, 0), &r, &mut raw);
+        }
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        encode_records_frame(
+            &mut c,
+            &raw,
+            Position::new(1, 10, 0),
+            Position::new(1, 30, 0),
+            3,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn complete_frame_decodes() {
+        let f = frame();
+        let Check::Complete(h) = check(&f).unwrap() else {
+            panic!("incomplete")
+        };
+        assert_eq!(h.frame_len() as usize, f.len());
+        let recs = decode_records(&h, &f[FRAME_HEADER_LEN..]).unwrap();
+        assert_eq!(recs.len(), 3);
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete_not_an_error() {
+        let f = frame();
+        for n in 0..f.len() {
+            assert!(
+                matches!(check(&f[..n]), Ok(Check::Incomplete { .. })),
+                "prefix {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_is_detected() {
+        let f = frame();
+        for i in 0..f.len() * 8 {
+            let mut g = f.clone();
+            g[i / 8] ^= 1 << (i % 8);
+            let ok = match check(&g) {
+                Ok(Check::Complete(h)) => decode_records(&h, &g[FRAME_HEADER_LEN..]).is_ok(),
+                _ => false,
+            };
+            // Reserved bytes are covered by the header CRC, so nothing may pass.
+            assert!(!ok, "flip of bit {i} went unnoticed");
+        }
+    }
+}

@@ -1,0 +1,700 @@
+//! The shard writer: appends records, groups them into frames, rotates and seals segments,
+//! applies the fsync policy and reports the last durable position.
+//!
+//! A caller (capture) feeds one shard in order:
+//!
+//! ```text
+//! open → capture_start → begin_snapshot → key* (big values chunked) → function_library*
+//!      → module_aux* → end_snapshot → (command | transaction | marker)* → … → close
+//! ```
+//!
+//! and acknowledges to the master only [`ShardWriter::durable_position`]. Records are buffered
+//! into a frame until it reaches [`WriterOptions::frame_size`] or the caller calls
+//! [`ShardWriter::flush`]; a frame is written whole and never straddles segments.
+//!
+//! Rotation order (what makes a crash at any point recoverable): the full segment gets its seal
+//! frame, is synced, its index written, and its SHA-256 published in `shard.json` (atomic
+//! replace); only then is the next segment created, its header written and synced, and the
+//! directory synced.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::error::io;
+use super::frame::{self, FrameKind, MAX_FRAME_LEN};
+use super::index::SegmentIndex;
+use super::manifest::{self, EpochInfo, ReplIdSpan, SealedSegment, ShardManifest};
+use super::record::{
+    Command, FunctionLibrary, KeyRecord, Marker, ModuleAux, Record, SnapshotBegin, SnapshotEnd,
+    Transaction, ValueChunk, encode_entry,
+};
+use super::segment::{self, SealFooter, SegmentHeader};
+use super::{Error, FORMAT_VERSION, Position, Result};
+
+/// When appended data is forced to stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every frame written: slowest, nothing acknowledged can be lost.
+    Always,
+    /// At most this long after a frame is written (checked on each write and each
+    /// [`ShardWriter::tick`]). The default, 1 s.
+    Interval(Duration),
+    /// Never explicitly (only on rotation and close); the OS decides. For throwaway captures.
+    Never,
+}
+
+impl Default for FsyncPolicy {
+    fn default() -> Self {
+        FsyncPolicy::Interval(Duration::from_secs(1))
+    }
+}
+
+/// Tuning of a [`ShardWriter`].
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// Rotate when a segment would grow past this many bytes (default 256 MiB).
+    pub segment_size: u64,
+    /// Rotate a segment older than this, so a quiet capture still produces closed segments to
+    /// ship (default: none).
+    pub segment_max_age: Option<Duration>,
+    /// Durability policy (default interval, 1 s).
+    pub fsync: FsyncPolicy,
+    /// Target uncompressed size of a frame (default 1 MiB).
+    pub frame_size: usize,
+    /// zstd level (default 3).
+    pub zstd_level: i32,
+    /// Key values longer than this are split into [`ValueChunk`] records (default 512 KiB).
+    pub chunk_size: usize,
+    /// Frames compressed concurrently on the rayon pool while the caller keeps appending
+    /// (default 2; 1 compresses inline on the caller's thread). Frames are still written in
+    /// order, and only written frames count towards the durable position.
+    pub compress_threads: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            segment_size: 256 << 20,
+            segment_max_age: None,
+            fsync: FsyncPolicy::default(),
+            frame_size: 1 << 20,
+            zstd_level: 3,
+            chunk_size: 512 << 10,
+            compress_threads: 2,
+        }
+    }
+}
+
+/// What a capture needs to resume with a partial resync; see [`ShardWriter::resume_point`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The epoch that continues.
+    pub epoch: u64,
+    /// The replication id to ask for.
+    pub replid: String,
+    /// The last offset captured durably; ask for the byte after it.
+    pub offset: u64,
+}
+
+/// The segment being written.
+pub(crate) struct Active {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    pub(crate) header: SegmentHeader,
+    pub(crate) len: u64,
+    pub(crate) sha: Sha256,
+    pub(crate) footer: SealFooter,
+    pub(crate) created: Instant,
+    pub(crate) index: Vec<(Position, u64)>,
+    pub(crate) last: Position,
+}
+
+/// Appends records to one shard of a journal. One writer per shard at a time (not enforced by
+/// a lock: capture owns its shards). Dropping a writer without [`ShardWriter::close`] loses
+/// the records still buffered in memory, exactly as a crash would; everything written stays
+/// recoverable.
+pub struct ShardWriter {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: WriterOptions,
+    pub(crate) manifest: ShardManifest,
+    pub(crate) active: Option<Active>,
+    pub(crate) next_number: u64,
+    pub(crate) prev_last: Option<Position>,
+    pub(crate) last: Option<Position>,
+    pub(crate) written: Option<Position>,
+    pub(crate) durable: Option<Position>,
+    pub(crate) last_sync: Instant,
+    compressor: zstd::bulk::Compressor<'static>,
+    raw: Vec<u8>,
+    raw_count: u32,
+    raw_first: Option<Position>,
+    raw_last: Position,
+    raw_times: (u64, u64),
+    scratch: Vec<u8>,
+    inflight: VecDeque<(FrameMeta, InFlight)>,
+    poisoned: bool,
+}
+
+/// What a frame in flight covers.
+#[derive(Clone, Copy)]
+struct FrameMeta {
+    first: Position,
+    last: Position,
+    count: u32,
+    raw_len: u64,
+    times: (u64, u64),
+}
+
+/// A frame being compressed, or compressed and waiting for its turn.
+enum InFlight {
+    Ready(Vec<u8>),
+    Pending(std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>),
+}
+
+thread_local! {
+    /// One zstd compression context per rayon worker (and level).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl ShardWriter {
+    /// Opens shard `shard` of the journal at `journal_dir` for appending, recovering from a
+    /// crash if needed (see [`super::recovery`]): a torn tail of the last segment is cut (and
+    /// logged), a sealed segment missing from the manifest is published.
+    pub fn open(journal_dir: &Path, shard: &str, opts: WriterOptions) -> Result<ShardWriter> {
+        super::recovery::open_for_append(&journal_dir.join(shard), opts)
+    }
+
+    pub(crate) fn from_parts(
+        dir: PathBuf,
+        opts: WriterOptions,
+        manifest: ShardManifest,
+        active: Option<Active>,
+        next_number: u64,
+        prev_last: Option<Position>,
+    ) -> Result<ShardWriter> {
+        let last = active.as_ref().map(|a| a.last).or(prev_last);
+        let compressor = zstd::bulk::Compressor::new(opts.zstd_level).map_err(io(&dir))?;
+        Ok(ShardWriter {
+            dir,
+            opts,
+            manifest,
+            active,
+            next_number,
+            prev_last,
+            last,
+            written: last,
+            durable: last,
+            last_sync: Instant::now(),
+            compressor,
+            raw: Vec::new(),
+            raw_count: 0,
+            raw_first: None,
+            raw_last: Position::ZERO,
+            raw_times: (u64::MAX, 0),
+            scratch: Vec::new(),
+            inflight: VecDeque::new(),
+            poisoned: false,
+        })
+    }
+
+    /// The last position appended (possibly still buffered, not yet durable).
+    pub fn last_position(&self) -> Option<Position> {
+        self.last
+    }
+
+    /// The last position known to be on stable storage: the only one capture may acknowledge.
+    pub fn durable_position(&self) -> Option<Position> {
+        self.durable
+    }
+
+    /// The current epoch (0 before the first snapshot).
+    pub fn epoch(&self) -> u64 {
+        self.last.map_or(0, |p| p.epoch)
+    }
+
+    /// The shard manifest as it stands (epochs, sealed segments).
+    pub fn manifest(&self) -> &ShardManifest {
+        &self.manifest
+    }
+
+    /// Where a capture resumes after a restart: the replication id in force at the last
+    /// *durable* position's offset, and that offset (send `PSYNC <replid> <offset + 1>`).
+    /// `None` before the first snapshot, or if `shard.json` does not know the epoch (then only
+    /// a full resync is possible). The epoch of the durable position is used, not the newest
+    /// epoch in the manifest: an epoch registered just before a crash may have lost its data.
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        let p = self.durable?;
+        let info = self.manifest.epochs.iter().find(|e| e.epoch == p.epoch)?;
+        let span = info
+            .replids
+            .iter()
+            .rev()
+            .find(|r| r.from_offset <= p.offset.saturating_add(1))?;
+        Some(ResumePoint {
+            epoch: p.epoch,
+            replid: span.replid.clone(),
+            offset: p.offset,
+        })
+    }
+
+    /// The position a marker or snapshot record appended now gets: same epoch and offset as
+    /// the last record, next seq.
+    fn next_seq(&self) -> Position {
+        match self.last {
+            None => Position::ZERO,
+            Some(p) => Position::new(p.epoch, p.offset, p.seq + 1),
+        }
+    }
+
+    /// Appends `record` at `position`, which must come after the last position. The low-level
+    /// entry point; the typed methods below compute positions for you.
+    pub fn append(&mut self, position: Position, record: &Record) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Invalid(
+                "writer failed earlier; reopen the shard to recover".into(),
+            ));
+        }
+        if let Some(last) = self.last
+            && position <= last
+        {
+            return Err(Error::Order {
+                last,
+                next: position,
+                what: format!("append of a {} record", record.kind_name()),
+            });
+        }
+        self.scratch.clear();
+        encode_entry(position, record, &mut self.scratch);
+        if self.scratch.len() > MAX_FRAME_LEN {
+            return Err(Error::TooLarge {
+                position,
+                len: self.scratch.len(),
+                limit: MAX_FRAME_LEN,
+            });
+        }
+        if !self.raw.is_empty() && self.raw.len() + self.scratch.len() > self.opts.frame_size {
+            self.write_frame()?;
+        }
+        self.raw.extend_from_slice(&self.scratch);
+        self.raw_count += 1;
+        self.raw_first.get_or_insert(position);
+        self.raw_last = position;
+        if let Some(t) = record.time_ms() {
+            self.raw_times = (self.raw_times.0.min(t), self.raw_times.1.max(t));
+        }
+        self.last = Some(position);
+        if self.raw.len() >= self.opts.frame_size || self.raw_count == u32::MAX {
+            self.write_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Appends a marker at the next seq of the current offset.
+    pub fn marker(&mut self, marker: Marker) -> Result<Position> {
+        let p = self.next_seq();
+        self.append(p, &Record::Marker(marker))?;
+        Ok(p)
+    }
+
+    /// Marks the start of a capture session.
+    pub fn capture_start(&mut self, time_ms: u64) -> Result<Position> {
+        self.marker(Marker::CaptureStart {
+            time_ms,
+            shake_version: env!("CARGO_PKG_VERSION").into(),
+        })
+    }
+
+    /// Starts a new epoch with a snapshot at `begin.offset`: records the epoch and its replid
+    /// in `shard.json` (before any of its records, so the manifest never lacks an epoch that
+    /// has data), then appends an `EpochStart` marker and the `SnapshotBegin` record.
+    /// Returns the new epoch.
+    pub fn begin_snapshot(&mut self, begin: SnapshotBegin, replid2: Option<String>) -> Result<u64> {
+        let epoch = self
+            .epoch()
+            .max(self.manifest.epochs.last().map_or(0, |e| e.epoch))
+            + 1;
+        self.manifest.epochs.push(EpochInfo {
+            epoch,
+            start_offset: begin.offset,
+            replids: vec![ReplIdSpan {
+                from_offset: begin.offset,
+                replid: begin.replid.clone(),
+                replid2: replid2.clone(),
+            }],
+        });
+        self.write_manifest()?;
+        let p = Position::new(epoch, begin.offset, 0);
+        self.append(
+            p,
+            &Record::Marker(Marker::EpochStart {
+                epoch,
+                replid: begin.replid.clone(),
+                replid2,
+            }),
+        )?;
+        self.append(
+            Position::new(epoch, begin.offset, 1),
+            &Record::SnapshotBegin(begin),
+        )?;
+        Ok(epoch)
+    }
+
+    /// Appends a snapshot key, splitting a value longer than [`WriterOptions::chunk_size`] into
+    /// the key record and following [`ValueChunk`] records (`value_len` and `chunks` are set
+    /// here; callers pass the whole value).
+    pub fn key(&mut self, mut key: KeyRecord) -> Result<Position> {
+        let chunk = self.opts.chunk_size.max(1);
+        let value = std::mem::take(&mut key.value);
+        key.value_len = value.len() as u64;
+        let mut parts = value.chunks(chunk);
+        key.value = parts.next().unwrap_or(&[]).to_vec();
+        key.chunks = value.len().div_ceil(chunk).saturating_sub(1) as u32;
+        let p = self.next_seq();
+        self.append(p, &Record::Key(key))?;
+        for (i, part) in parts.enumerate() {
+            let q = self.next_seq();
+            self.append(
+                q,
+                &Record::ValueChunk(ValueChunk {
+                    index: i as u32 + 1,
+                    data: part.to_vec(),
+                }),
+            )?;
+        }
+        Ok(p)
+    }
+
+    /// Appends a function library of the snapshot.
+    pub fn function_library(&mut self, code: Vec<u8>) -> Result<Position> {
+        let p = self.next_seq();
+        self.append(p, &Record::FunctionLibrary(FunctionLibrary { code }))?;
+        Ok(p)
+    }
+
+    /// Appends module aux data of the snapshot.
+    pub fn module_aux(&mut self, aux: ModuleAux) -> Result<Position> {
+        let p = self.next_seq();
+        self.append(p, &Record::ModuleAux(aux))?;
+        Ok(p)
+    }
+
+    /// Ends the snapshot.
+    pub fn end_snapshot(&mut self, end: SnapshotEnd) -> Result<Position> {
+        let p = self.next_seq();
+        self.append(p, &Record::SnapshotEnd(end))?;
+        Ok(p)
+    }
+
+    /// Appends a command whose replication offset (after it) is `offset`, in the current epoch.
+    pub fn command(&mut self, offset: u64, command: Command) -> Result<Position> {
+        let p = Position::new(self.epoch(), offset, 0);
+        self.append(p, &Record::Command(command))?;
+        Ok(p)
+    }
+
+    /// Appends a whole `MULTI … EXEC` block ending at replication offset `offset`.
+    pub fn transaction(&mut self, offset: u64, tx: Transaction) -> Result<Position> {
+        let p = Position::new(self.epoch(), offset, 0);
+        self.append(p, &Record::Transaction(tx))?;
+        Ok(p)
+    }
+
+    /// Records that a partial resync continued the current epoch under a new replid, from
+    /// `from_offset` on: in `shard.json` and as a marker.
+    pub fn replid_changed(
+        &mut self,
+        from_offset: u64,
+        replid: String,
+        replid2: Option<String>,
+    ) -> Result<Position> {
+        let epoch = self.epoch();
+        if let Some(e) = self.manifest.epochs.iter_mut().find(|e| e.epoch == epoch) {
+            e.replids.push(ReplIdSpan {
+                from_offset,
+                replid: replid.clone(),
+                replid2: replid2.clone(),
+            });
+            self.write_manifest()?;
+        }
+        self.marker(Marker::ReplId { replid, replid2 })
+    }
+
+    /// Writes the buffered records as a frame (if any) and applies the fsync policy. Capture
+    /// calls this at least as often as it wants acknowledgements to advance.
+    pub fn flush(&mut self) -> Result<()> {
+        if !self.raw.is_empty() {
+            self.write_frame()?;
+        }
+        self.drain()?;
+        self.tick()
+    }
+
+    /// Writes buffered records and forces everything to stable storage now. Returns the durable
+    /// position.
+    pub fn sync(&mut self) -> Result<Option<Position>> {
+        if !self.raw.is_empty() {
+            self.write_frame()?;
+        }
+        self.drain()?;
+        self.sync_active()?;
+        Ok(self.durable)
+    }
+
+    /// Time-driven work: an interval fsync that is due, and sealing a segment older than
+    /// [`WriterOptions::segment_max_age`]. Call it periodically (e.g. every 100 ms) even when
+    /// no data arrives.
+    pub fn tick(&mut self) -> Result<()> {
+        if let FsyncPolicy::Interval(d) = self.opts.fsync
+            && self.durable != self.written
+            && self.last_sync.elapsed() >= d
+        {
+            self.sync_active()?;
+        }
+        if let (Some(max), Some(a)) = (self.opts.segment_max_age, &self.active)
+            && a.created.elapsed() >= max
+        {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the segment being written now (writing buffered records first), so it can be
+    /// shipped. The next record starts a new segment.
+    pub fn seal(&mut self) -> Result<()> {
+        if !self.raw.is_empty() {
+            self.write_frame()?;
+        }
+        self.drain()?;
+        self.seal_active()
+    }
+
+    /// Writes buffered records, seals the active segment and syncs everything. Returns the
+    /// last (durable) position.
+    pub fn close(mut self) -> Result<Option<Position>> {
+        self.seal()?;
+        Ok(self.durable)
+    }
+
+    fn write_manifest(&mut self) -> Result<()> {
+        manifest::write_json_atomic(&self.dir.join(manifest::SHARD_MANIFEST), &self.manifest)
+    }
+
+    fn sync_active(&mut self) -> Result<()> {
+        if let Some(a) = &self.active {
+            a.file.sync_data().map_err(io(&a.path))?;
+        }
+        self.durable = self.written;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Hands the buffered records over as a frame: compressed inline, or on the rayon pool
+    /// when [`WriterOptions::compress_threads`] > 1, in which case up to that many frames are in
+    /// flight and written in order as they complete.
+    fn write_frame(&mut self) -> Result<()> {
+        let first = self.raw_first.take().expect("a frame has records");
+        let meta = FrameMeta {
+            first,
+            last: self.raw_last,
+            count: self.raw_count,
+            raw_len: self.raw.len() as u64,
+            times: self.raw_times,
+        };
+        self.raw_count = 0;
+        self.raw_times = (u64::MAX, 0);
+        if self.opts.compress_threads <= 1 {
+            let bytes = frame::encode_records_frame(
+                &mut self.compressor,
+                &self.raw,
+                meta.first,
+                meta.last,
+                meta.count,
+            );
+            self.raw.clear();
+            let bytes = bytes.map_err(io(&self.dir))?;
+            self.inflight.push_back((meta, InFlight::Ready(bytes)));
+        } else {
+            let raw = std::mem::replace(&mut self.raw, Vec::with_capacity(self.opts.frame_size));
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let level = self.opts.zstd_level;
+            rayon::spawn(move || {
+                let r = COMPRESSOR.with(|c| {
+                    let mut c = c.borrow_mut();
+                    if c.as_ref().is_none_or(|(l, _)| *l != level) {
+                        *c = Some((level, zstd::bulk::Compressor::new(level)?));
+                    }
+                    let (_, comp) = c.as_mut().expect("set above");
+                    frame::encode_records_frame(comp, &raw, meta.first, meta.last, meta.count)
+                });
+                let _ = tx.send(r);
+            });
+            self.inflight.push_back((meta, InFlight::Pending(rx)));
+        }
+        while self.inflight.len() > self.opts.compress_threads.saturating_sub(1) {
+            self.complete_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every frame still in flight.
+    fn drain(&mut self) -> Result<()> {
+        while !self.inflight.is_empty() {
+            self.complete_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the oldest frame in flight to the active segment (rotating first if it would
+    /// overflow), then applies the fsync policy.
+    fn complete_frame(&mut self) -> Result<()> {
+        let Some((meta, f)) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let bytes = match f {
+            InFlight::Ready(b) => b,
+            InFlight::Pending(rx) => match rx.recv() {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    self.poisoned = true;
+                    return Err(io(&self.dir)(e));
+                }
+                Err(_) => {
+                    self.poisoned = true;
+                    return Err(Error::Invalid("frame compression task vanished".into()));
+                }
+            },
+        };
+        let rotate = self.active.as_ref().is_some_and(|a| {
+            a.len + bytes.len() as u64 > self.opts.segment_size
+                || self
+                    .opts
+                    .segment_max_age
+                    .is_some_and(|m| a.created.elapsed() >= m)
+        });
+        if rotate {
+            self.seal_active()?;
+        }
+        if self.active.is_none() {
+            self.create_segment(meta.first)?;
+        }
+        let a = self.active.as_mut().expect("created above");
+        if let Err(e) = a.file.write_all(&bytes) {
+            self.poisoned = true;
+            return Err(io(&a.path)(e));
+        }
+        a.sha.update(&bytes);
+        a.index.push((meta.first, a.len));
+        a.len += bytes.len() as u64;
+        a.last = meta.last;
+        a.footer.frames += 1;
+        a.footer.records += u64::from(meta.count);
+        a.footer.raw_bytes += meta.raw_len;
+        a.footer.stored_bytes += bytes.len() as u64;
+        if meta.times.0 <= meta.times.1 {
+            let f = &mut a.footer;
+            f.min_time_ms = if f.min_time_ms == 0 {
+                meta.times.0
+            } else {
+                f.min_time_ms.min(meta.times.0)
+            };
+            f.max_time_ms = f.max_time_ms.max(meta.times.1);
+        }
+        self.written = Some(meta.last);
+        match self.opts.fsync {
+            FsyncPolicy::Always => self.sync_active()?,
+            FsyncPolicy::Interval(d) if self.last_sync.elapsed() >= d => self.sync_active()?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn create_segment(&mut self, first: Position) -> Result<()> {
+        let header = SegmentHeader {
+            version: FORMAT_VERSION,
+            number: self.next_number,
+            first,
+            prev_last: self.prev_last,
+        };
+        let path = self.dir.join(segment::file_name(first));
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let h = header.encode();
+        file.write_all(&h).map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        manifest::sync_dir(&self.dir)?;
+        let mut sha = Sha256::new();
+        sha.update(h);
+        self.next_number += 1;
+        self.active = Some(Active {
+            file,
+            path,
+            header,
+            len: h.len() as u64,
+            sha,
+            footer: SealFooter::default(),
+            created: Instant::now(),
+            index: Vec::new(),
+            last: first,
+        });
+        Ok(())
+    }
+
+    fn seal_active(&mut self) -> Result<()> {
+        let Some(mut a) = self.active.take() else {
+            return Ok(());
+        };
+        if a.footer.frames == 0 {
+            // Nothing but a header (reopened after a crash and never written): drop it.
+            std::fs::remove_file(&a.path).map_err(io(&a.path))?;
+            self.next_number = a.header.number;
+            return manifest::sync_dir(&self.dir);
+        }
+        let footer = a.footer.encode();
+        let bytes = frame::encode_plain_frame(
+            FrameKind::Seal,
+            &footer,
+            a.header.first,
+            a.last,
+            a.footer.records.min(u64::from(u32::MAX)) as u32,
+        );
+        a.file.write_all(&bytes).map_err(io(&a.path))?;
+        a.sha.update(&bytes);
+        a.file.sync_all().map_err(io(&a.path))?;
+        let len = a.len + bytes.len() as u64;
+        let entry = SealedSegment {
+            file: segment::file_name(a.header.first),
+            number: a.header.number,
+            first: a.header.first,
+            last: a.last,
+            frames: a.footer.frames,
+            records: a.footer.records,
+            bytes: len,
+            sha256: hex(&a.sha.finalize()),
+        };
+        SegmentIndex {
+            entries: a.index,
+            segment_len: len,
+        }
+        .write(&a.path)?;
+        self.manifest.sealed.push(entry);
+        self.write_manifest()?;
+        self.prev_last = Some(a.last);
+        self.durable = self.written;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+/// Lower-case hex of a digest.
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,71 @@
+//! Encoding commands and frames to RESP bytes.
+
+use super::Frame;
+use bytes::{BufMut, BytesMut};
+
+/// Appends a command (`*N` array of bulk strings) to `out` — how every client request and every
+/// replicated command travels.
+pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
+    let payload: usize = args.iter().map(|a| a.as_ref().len() + 16).sum();
+    out.reserve(payload + 16);
+    header(out, b'*', args.len() as i64);
+    for arg in args {
+        let arg = arg.as_ref();
+        header(out, b'$', arg.len() as i64);
+        out.put_slice(arg);
+        out.put_slice(b"\r\n");
+    }
+}
+
+/// Appends any frame to `out`. Round-trips with [`super::parse`] for RESP2 frames and for the
+/// RESP3 types that have a single encoding.
+pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
+    match frame {
+        Frame::Simple(s) => line(out, b'+', s),
+        Frame::Error(s) => line(out, b'-', s),
+        Frame::BigNumber(s) => line(out, b'(', s),
+        Frame::Integer(i) => header(out, b':', *i),
+        Frame::Bulk(b) => {
+            header(out, b'$', b.len() as i64);
+            out.put_slice(b);
+            out.put_slice(b"\r\n");
+        }
+        Frame::Null => out.put_slice(b"$-1\r\n"),
+        Frame::Array(items) => {
+            header(out, b'*', items.len() as i64);
+            for item in items {
+                encode_frame(item, out);
+            }
+        }
+        Frame::Map(pairs) => {
+            header(out, b'%', pairs.len() as i64);
+            for (k, v) in pairs {
+                encode_frame(k, out);
+                encode_frame(v, out);
+            }
+        }
+        Frame::Double(d) => {
+            let text = if d.is_nan() {
+                "nan".to_string()
+            } else if d.is_infinite() {
+                if *d > 0.0 { "inf" } else { "-inf" }.to_string()
+            } else {
+                format!("{d:?}")
+            };
+            line(out, b',', text.as_bytes());
+        }
+        Frame::Boolean(b) => line(out, b'#', if *b { b"t" } else { b"f" }),
+    }
+}
+
+fn header(out: &mut BytesMut, kind: u8, n: i64) {
+    out.put_u8(kind);
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+fn line(out: &mut BytesMut, kind: u8, text: &[u8]) {
+    out.put_u8(kind);
+    out.put_slice(text);
+    out.put_slice(b"\r\n");
+}

@@ -1,0 +1,164 @@
+//! The real-server test harness: `redis-server` processes on free loopback ports in temp dirs,
+//! kill -9 and restart, clusters made with `redis-cli --cluster create`, TLS servers with
+//! certificates generated in the test, ACL users, sentinels, and a version matrix.
+//!
+//! Servers are found through [`redis_server`] only. A missing server is a test failure with a
+//! message saying how to install it — never a silent skip (under CI or not).
+
+#![allow(dead_code)]
+
+pub mod client;
+pub mod server;
+pub mod tls;
+
+pub use client::Client;
+pub use server::{Cluster, Sentinel, Server};
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The versions of the matrix: Debian's 7.0, plus 6.0, 6.2 and Redis Stack 7.4 from PyPI wheels.
+pub const MATRIX: [&str; 4] = ["6.0", "6.2", "7.0", "7.4"];
+
+/// The crate root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `scripts/install-redis-matrix` unpacks the non-Debian servers.
+pub fn cache() -> PathBuf {
+    std::env::var_os("SHAKE_REDIS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/redis"))
+}
+
+/// The `redis-server` binary of `version` ("6.0", "6.2", "7.0", "7.4").
+pub fn redis_server(version: &str) -> PathBuf {
+    let path = match version {
+        "7.0" => which("redis-server").unwrap_or_else(|| PathBuf::from("/usr/bin/redis-server")),
+        v => cache().join(v).join("bin/redis-server"),
+    };
+    if !path.exists() {
+        let how = if version == "7.0" {
+            "apt-get install -y redis-server redis-tools".to_string()
+        } else {
+            "scripts/install-redis-matrix (scripts/test runs it)".to_string()
+        };
+        panic!(
+            "redis-server {version} is required by this test and was not found at {}: install it with {how}",
+            path.display()
+        );
+    }
+    path
+}
+
+/// `redis-cli` (Debian's, 7.0; it speaks to every version of the matrix).
+pub fn redis_cli() -> PathBuf {
+    let path = which("redis-cli").unwrap_or_else(|| PathBuf::from("/usr/bin/redis-cli"));
+    assert!(
+        path.exists(),
+        "redis-cli is required: apt-get install -y redis-tools"
+    );
+    path
+}
+
+/// The directory of Redis Stack 7.4's modules.
+pub fn stack_modules() -> PathBuf {
+    let dir = cache().join("7.4/modules");
+    assert!(
+        dir.exists(),
+        "Redis Stack modules not found at {}: run scripts/install-redis-matrix",
+        dir.display()
+    );
+    dir
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A `shake` command ready to run (the binary cargo built for these tests).
+pub fn shake() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shake"));
+    cmd.env_remove("SHAKE_SOURCE_PASSWORD")
+        .env_remove("SHAKE_TARGET_PASSWORD")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// What a finished `shake` run gave.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs a command to completion and collects its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("cannot run command");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `shake` with `args`.
+pub fn shake_run(args: &[&str]) -> Output {
+    run(shake().args(args))
+}
+
+/// A free TCP port on 127.0.0.1 whose cluster bus port (+10000) is free too.
+pub fn free_port() -> u16 {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Walk a per-process range so parallel test processes rarely collide; verify by binding.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20000 + (std::process::id() % 200) as u16 * 100;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = base + (n % 100);
+        let ok = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok();
+        if ok {
+            return port;
+        }
+        if n > 10_000 {
+            panic!("no free port found");
+        }
+    }
+}
+
+/// Waits until `f` is true, polling, or panics with `what` after `secs`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}
+
+/// The shared corpus folder, if present (`../shared/rdb-corpus`).
+pub fn corpus() -> Option<PathBuf> {
+    let p = root().join("../shared/rdb-corpus");
+    p.exists().then_some(p)
+}
+
+/// True when `path` exists and is executable.
+pub fn executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
