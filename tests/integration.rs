@@ -16,3 +16,4 @@ mod journal_util;
 mod journal_verify_cli;
 mod rdb_corpus;
 mod rdb_props;
+mod rdb_server;
