@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use super::checksum::{Crc64, unappend};
 use super::cursor::Cursor;
 use super::error::{Error, Malformed, printable_key};
-use super::string;
+use super::string::{self, StrHeader};
 use super::version::{Header, ObjectType, opcode};
 use super::walk::{Body, Task, Walked, Walker, value_tasks};
 
@@ -432,6 +432,11 @@ impl Reader {
                     let Some(&op) = self.buf.first() else {
                         return Ok(None);
                     };
+                    if op < opcode::UPDATE {
+                        if let Some(e) = self.whole_key(op) {
+                            return Ok(Some(e));
+                        }
+                    }
                     if let Some(e) = self.start_record(op)? {
                         return Ok(Some(e));
                     }
@@ -582,6 +587,60 @@ impl Reader {
             };
             e.at(self.consumed, key)
         })
+    }
+
+    /// Fast path for the common case: a key record with a raw key that is entirely in the
+    /// buffer and not big. Frames it in one pass and consumes it with a single split. Anything
+    /// else (incomplete, big, integer/LZF key, unknown type, malformed) returns `None` and
+    /// goes through the general state machine, which also produces the errors.
+    fn whole_key(&mut self, op: u8) -> Option<Event> {
+        let t = ObjectType::from_byte(op, self.header?.flavor)?;
+        let tasks = value_tasks(t)?;
+        let (StrHeader::Raw { len }, h) = string::parse_header(&self.buf[1..]).ok()?? else {
+            return None;
+        };
+        let key_start = 1 + h;
+        let key_end = key_start.checked_add(usize::try_from(len).ok()?)?;
+        if key_end > self.buf.len() {
+            return None;
+        }
+        let end = if tasks == [Task::Str] {
+            let (vh, used) = string::parse_header(&self.buf[key_end..]).ok()??;
+            if let StrHeader::Lzf { clen, ulen } = vh {
+                if ulen > clen.saturating_mul(89) {
+                    return None;
+                }
+            }
+            let end = (key_end + used).checked_add(usize::try_from(vh.payload_len()).ok()?)?;
+            (end <= self.buf.len()).then_some(end)?
+        } else {
+            self.walker.start(tasks);
+            let mut pos = key_end;
+            match self.walker.walk(&self.buf, &mut pos) {
+                Ok(Walked::Done) => pos,
+                _ => return None,
+            }
+        };
+        if end - key_end > self.opts.chunk_threshold {
+            return None;
+        }
+        let offset = self.consumed;
+        let rec = self.consume(end);
+        let prefix = std::mem::take(&mut self.prefix);
+        let meta = KeyMeta {
+            db: self.db,
+            key: rec.slice(key_start..key_end),
+            object_type: t,
+            expire_ms: prefix.expire_ms,
+            idle_secs: prefix.idle_secs,
+            freq: prefix.freq,
+            offset,
+            value_offset: offset + key_end as u64,
+        };
+        Some(Event::Key(Key {
+            meta,
+            value: rec.slice(key_end..),
+        }))
     }
 
     /// Sets up the record starting with `op`; returns an event for one-byte records.
