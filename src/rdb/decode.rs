@@ -772,6 +772,21 @@ mod tests {
         assert_eq!(ttl, vec![Some(1_700_000_000_000), None]);
     }
 
+    /// Regression: type 4 (hash table) stores the number of *pairs*; the first decoder read
+    /// that many strings and failed on `hash_v3.rdb`, `encodings.rdb` and `parser_filters.rdb`.
+    #[test]
+    fn regression_hash_table_count_is_pairs() {
+        let mut v = Vec::new();
+        length::encode(2, &mut v);
+        for s in [&b"f1"[..], b"v1", b"f2", b"v2"] {
+            string::encode(s, &mut v);
+        }
+        let Value::Hash(h) = decode(ObjectType::Hash, v.into()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(h.map(Result::unwrap).count(), 2);
+    }
+
     #[test]
     fn truncated_values_are_errors_not_panics() {
         let (t, v) =

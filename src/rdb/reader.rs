@@ -1017,6 +1017,34 @@ mod tests {
     }
 
     #[test]
+    fn memory_stays_bounded_for_a_value_far_above_the_threshold() {
+        // 24 MiB string, 1 MiB threshold, fed 64 KiB at a time: the buffer never holds more
+        // than about one threshold plus one input chunk.
+        let bytes = sample(24 << 20);
+        let opts = ReaderOptions {
+            chunk_threshold: 1 << 20,
+            ..Default::default()
+        };
+        let mut r = Reader::new(opts);
+        let (mut max, mut pieces, mut total) = (0, 0, 0);
+        for chunk in bytes.chunks(64 << 10) {
+            r.feed(chunk);
+            max = max.max(r.buffered());
+            while let Some(e) = r.next_event().unwrap() {
+                if let Event::BigKeyPiece(p) = e {
+                    assert!(p.len() <= (1 << 20) + (64 << 10));
+                    pieces += 1;
+                    total += p.len();
+                }
+            }
+        }
+        r.finish().unwrap();
+        assert!(max <= (1 << 20) + 2 * (64 << 10), "buffer grew to {max}");
+        assert!(pieces >= 24);
+        assert_eq!(total, (24 << 20) + 5, "length header + payload");
+    }
+
+    #[test]
     fn reports_the_end_inside_a_stream_and_keeps_what_follows() {
         let mut bytes = sample(10);
         let len = bytes.len() as u64;
