@@ -3,13 +3,15 @@
 //!
 //! Usage: `cargo run --release --example rdb_scan -- [--decode] FILE.rdb [FILE.rdb …]`
 //!
-//! Without `--decode` only events are produced (framing, exact value bytes, CRC); with it every
-//! value is also decoded and every element, field, score and stream entry visited.
+//! Without `--decode` only events are produced (framing, exact value bytes, CRC), through the
+//! zero-copy `advance`/`current` API; `--owned` uses `next_event` (owned `Bytes`) instead. With
+//! `--decode` every value is also decoded and every element, field, score and stream entry
+//! visited.
 
 use std::time::Instant;
 
 use shake::rdb::decode::Value;
-use shake::rdb::{Event, ReadEvents, ReaderOptions, decode};
+use shake::rdb::{Event, EventRef, ReadEvents, ReaderOptions, decode};
 
 /// Decodes a value and visits every element; returns the number of elements.
 fn visit(t: shake::rdb::ObjectType, v: bytes::Bytes) -> Result<u64, shake::rdb::Malformed> {
@@ -47,9 +49,14 @@ fn visit(t: shake::rdb::ObjectType, v: bytes::Bytes) -> Result<u64, shake::rdb::
 fn main() {
     let mut failed = false;
     let mut decode_values = false;
+    let mut owned = false;
     for path in std::env::args().skip(1) {
         if path == "--decode" {
             decode_values = true;
+            continue;
+        }
+        if path == "--owned" {
+            owned = true;
             continue;
         }
         let file = match std::fs::File::open(&path) {
@@ -65,7 +72,33 @@ fn main() {
         let (mut keys, mut value_bytes, mut elements) = (0u64, 0u64, 0u64);
         let mut big: Option<(shake::rdb::ObjectType, Vec<u8>)> = None;
         let mut result = Ok(());
-        for ev in events.by_ref() {
+        if !decode_values && !owned {
+            loop {
+                match events.advance() {
+                    Ok(true) => match events.current() {
+                        Some(EventRef::Key(k)) => {
+                            keys += 1;
+                            value_bytes += k.value.len() as u64;
+                        }
+                        Some(EventRef::Owned(Event::Key(k))) => {
+                            keys += 1;
+                            value_bytes += k.value.len() as u64;
+                        }
+                        Some(EventRef::Owned(Event::BigKeyStart(_))) => keys += 1,
+                        Some(EventRef::Owned(Event::BigKeyPiece(p))) => {
+                            value_bytes += p.len() as u64
+                        }
+                        _ => {}
+                    },
+                    Ok(false) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        for ev in events.by_ref().take_while(|_| decode_values || owned) {
             match ev {
                 Ok(Event::Key(k)) => {
                     keys += 1;
@@ -104,10 +137,10 @@ fn main() {
         }
         let secs = start.elapsed().as_secs_f64();
         let total = events.reader().offset();
-        let mode = if decode_values {
-            "decoded"
-        } else {
-            "raw events"
+        let mode = match (decode_values, owned) {
+            (true, _) => "decoded",
+            (false, true) => "raw events, owned",
+            (false, false) => "raw events, lent",
         };
         match result {
             Ok(()) => println!(

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Read;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::checksum::{Crc64, unappend};
 use super::cursor::Cursor;
@@ -236,6 +236,57 @@ impl Checksum {
     }
 }
 
+/// A key record lent from the reader's buffer by [`Reader::advance`] / [`Reader::current`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    /// Database.
+    pub db: u64,
+    /// The key (raw keys only: integer/LZF keys come as owned events).
+    pub key: &'a [u8],
+    /// Object type.
+    pub object_type: ObjectType,
+    /// Absolute expiry in ms.
+    pub expire_ms: Option<i64>,
+    /// LRU idle seconds.
+    pub idle_secs: Option<u64>,
+    /// LFU counter.
+    pub freq: Option<u8>,
+    /// Absolute offset of the type byte.
+    pub offset: u64,
+    /// Absolute offset of the value.
+    pub value_offset: u64,
+    /// The value's exact encoded bytes.
+    pub value: &'a [u8],
+}
+
+/// An event as lent by [`Reader::current`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EventRef<'a> {
+    /// A key borrowed from the input buffer.
+    Key(KeyRef<'a>),
+    /// Any other event (including keys that did not fit the zero-copy path).
+    Owned(&'a Event),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct KeyPlan {
+    db: u64,
+    object_type: ObjectType,
+    expire_ms: Option<i64>,
+    idle_secs: Option<u64>,
+    freq: Option<u8>,
+    offset: u64,
+    key_start: usize,
+    key_end: usize,
+    end: usize,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Key(KeyPlan),
+    Owned(Event),
+}
+
 #[derive(Debug)]
 enum State {
     Header,
@@ -281,6 +332,8 @@ pub struct Reader {
     /// CRC of the bytes from the magic through the EOF opcode, once known.
     crc_final: Option<u64>,
     pending: VecDeque<Event>,
+    /// The event lent by [`Reader::advance`].
+    slot: Option<Slot>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -315,11 +368,13 @@ impl Reader {
             crc: Crc64::new(),
             crc_final: None,
             pending: VecDeque::new(),
+            slot: None,
         }
     }
 
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
+        self.release();
         if self.crc_final.is_none() {
             self.crc.update(data);
         }
@@ -329,6 +384,7 @@ impl Reader {
     /// Reads up to `max` bytes from `src` straight into the buffer. Returns the count (0 at end
     /// of input).
     pub fn fill_from(&mut self, src: &mut impl Read, max: usize) -> std::io::Result<usize> {
+        self.release();
         let old = self.buf.len();
         self.buf.resize(old + max, 0);
         let r = loop {
@@ -368,6 +424,7 @@ impl Reader {
     /// Takes the buffered bytes that follow the RDB (the start of a replication command
     /// stream). Only meaningful once [`Reader::is_done`].
     pub fn take_remaining(&mut self) -> Bytes {
+        self.release();
         self.buf.split().freeze()
     }
 
@@ -411,6 +468,7 @@ impl Reader {
 
     /// The next event, `Ok(None)` when more bytes are needed (or after the end).
     pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        self.release();
         if let Some(e) = self.pending.pop_front() {
             return Ok(Some(e));
         }
@@ -594,6 +652,26 @@ impl Reader {
     /// else (incomplete, big, integer/LZF key, unknown type, malformed) returns `None` and
     /// goes through the general state machine, which also produces the errors.
     fn whole_key(&mut self, op: u8) -> Option<Event> {
+        let plan = self.plan_whole_key(op)?;
+        let rec = self.consume(plan.end);
+        Some(Event::Key(Key {
+            meta: KeyMeta {
+                db: plan.db,
+                key: rec.slice(plan.key_start..plan.key_end),
+                object_type: plan.object_type,
+                expire_ms: plan.expire_ms,
+                idle_secs: plan.idle_secs,
+                freq: plan.freq,
+                offset: plan.offset,
+                value_offset: plan.offset + plan.key_end as u64,
+            },
+            value: rec.slice(plan.key_end..),
+        }))
+    }
+
+    /// Frames a whole key record at the start of the buffer without consuming it (see
+    /// [`Reader::whole_key`]); takes the pending expiry/IDLE/FREQ when it succeeds.
+    fn plan_whole_key(&mut self, op: u8) -> Option<KeyPlan> {
         let t = ObjectType::from_byte(op, self.header?.flavor)?;
         let tasks = value_tasks(t)?;
         let (StrHeader::Raw { len }, h) = string::parse_header(&self.buf[1..]).ok()?? else {
@@ -624,23 +702,76 @@ impl Reader {
         if end - key_end > self.opts.chunk_threshold {
             return None;
         }
-        let offset = self.consumed;
-        let rec = self.consume(end);
         let prefix = std::mem::take(&mut self.prefix);
-        let meta = KeyMeta {
+        Some(KeyPlan {
             db: self.db,
-            key: rec.slice(key_start..key_end),
             object_type: t,
             expire_ms: prefix.expire_ms,
             idle_secs: prefix.idle_secs,
             freq: prefix.freq,
-            offset,
-            value_offset: offset + key_end as u64,
-        };
-        Some(Event::Key(Key {
-            meta,
-            value: rec.slice(key_end..),
-        }))
+            offset: self.consumed,
+            key_start,
+            key_end,
+            end,
+        })
+    }
+
+    /// Releases the record lent by the last [`Reader::advance`] (an O(1) pointer move).
+    fn release(&mut self) {
+        match self.slot.take() {
+            Some(Slot::Key(plan)) => {
+                self.buf.advance(plan.end);
+                self.consumed += plan.end as u64;
+            }
+            Some(Slot::Owned(_)) | None => {}
+        }
+    }
+
+    /// Prepares the next event for [`Reader::current`], `Ok(false)` when more bytes are needed
+    /// (or after the end).
+    ///
+    /// This is the zero-copy face of the reader: a whole key record with a raw key is lent
+    /// straight from the input buffer (no reference counting, no copy) until the next call;
+    /// every other event is the owned [`Event`]. Use it when the caller copies what it keeps
+    /// anyway (a journal writer, a scanner); [`Reader::next_event`] when events must outlive
+    /// the call.
+    pub fn advance(&mut self) -> Result<bool, Error> {
+        self.release();
+        if self.pending.is_empty() && matches!(self.state, State::RecordStart) {
+            if let Some(&op) = self.buf.first() {
+                if op < opcode::UPDATE {
+                    if let Some(plan) = self.plan_whole_key(op) {
+                        self.slot = Some(Slot::Key(plan));
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        match self.next_event()? {
+            Some(e) => {
+                self.slot = Some(Slot::Owned(e));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The event prepared by the last successful [`Reader::advance`].
+    pub fn current(&self) -> Option<EventRef<'_>> {
+        match self.slot.as_ref()? {
+            Slot::Owned(e) => Some(EventRef::Owned(e)),
+            Slot::Key(p) => Some(EventRef::Key(KeyRef {
+                db: p.db,
+                key: &self.buf[p.key_start..p.key_end],
+                object_type: p.object_type,
+                expire_ms: p.expire_ms,
+                idle_secs: p.idle_secs,
+                freq: p.freq,
+                offset: p.offset,
+                value_offset: p.offset + p.key_end as u64,
+                value: &self.buf[p.key_end..p.end],
+            })),
+        }
     }
 
     /// Sets up the record starting with `op`; returns an event for one-byte records.
@@ -845,6 +976,28 @@ impl<R: Read> ReadEvents<R> {
         &mut self.reader
     }
 
+    /// Prepares the next event for [`ReadEvents::current`] (the zero-copy path, see
+    /// [`Reader::advance`]); `Ok(false)` after the end.
+    pub fn advance(&mut self) -> Result<bool, Error> {
+        loop {
+            if self.reader.advance()? {
+                return Ok(true);
+            }
+            if self.reader.is_done() {
+                return Ok(false);
+            }
+            if self.reader.fill_from(&mut self.src, 256 << 10)? == 0 {
+                self.reader.finish()?;
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The event prepared by the last successful [`ReadEvents::advance`].
+    pub fn current(&self) -> Option<EventRef<'_>> {
+        self.reader.current()
+    }
+
     /// The next event, `Ok(None)` after the end.
     pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
         loop {
@@ -982,6 +1135,45 @@ mod tests {
             (&k1.value[..], k1.meta.expire_ms),
             (&[0xC1, 0x39, 0x30][..], None)
         );
+    }
+
+    #[test]
+    fn lent_events_equal_owned_events() {
+        let bytes = sample(3000);
+        let opts = ReaderOptions {
+            chunk_threshold: 1024,
+            ..Default::default()
+        };
+        for step in [1, 7, 100, bytes.len()] {
+            // piece boundaries follow the input chunks: compare at the same step
+            let owned = all_events(&bytes, opts.clone(), step).unwrap();
+            let mut r = Reader::new(opts.clone());
+            let mut lent = Vec::new();
+            for chunk in bytes.chunks(step) {
+                r.feed(chunk);
+                while r.advance().unwrap() {
+                    lent.push(match r.current().unwrap() {
+                        EventRef::Owned(e) => e.clone(),
+                        EventRef::Key(k) => Event::Key(Key {
+                            meta: KeyMeta {
+                                db: k.db,
+                                key: Bytes::copy_from_slice(k.key),
+                                object_type: k.object_type,
+                                expire_ms: k.expire_ms,
+                                idle_secs: k.idle_secs,
+                                freq: k.freq,
+                                offset: k.offset,
+                                value_offset: k.value_offset,
+                            },
+                            value: Bytes::copy_from_slice(k.value),
+                        }),
+                    });
+                }
+            }
+            r.finish().unwrap();
+            assert_eq!(lent, owned, "step {step}");
+            assert_eq!(r.offset(), bytes.len() as u64);
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl StrHeader {
 
 /// Reads a string header at the start of `buf`; `Ok(None)` when more bytes are needed.
 /// Returns the header and its size in bytes (for integers, the whole string).
-#[inline]
+#[inline(always)]
 pub fn parse_header(buf: &[u8]) -> MResult<Option<(StrHeader, usize)>> {
     let Some((first, used)) = length::parse(buf)? else {
         return Ok(None);
