@@ -261,6 +261,26 @@ proptest! {
             }
         }
         prop_assert_eq!(keys.len(), values.len());
+        // the zero-copy API sees the same keys and exact bytes
+        let mut r = Reader::new(ReaderOptions { chunk_threshold: threshold, ..Default::default() });
+        let mut lent: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut big_lent: Option<(Vec<u8>, Vec<u8>)> = None;
+        for chunk in rdb.chunks(step) {
+            r.feed(chunk);
+            while r.advance().unwrap() {
+                match r.current().unwrap() {
+                    shake::rdb::EventRef::Key(k) => lent.push((k.key.to_vec(), k.value.to_vec())),
+                    shake::rdb::EventRef::Owned(Event::Key(k)) => lent.push((k.meta.key.to_vec(), k.value.to_vec())),
+                    shake::rdb::EventRef::Owned(Event::BigKeyStart(m)) => big_lent = Some((m.key.to_vec(), Vec::new())),
+                    shake::rdb::EventRef::Owned(Event::BigKeyPiece(p)) => big_lent.as_mut().unwrap().1.extend_from_slice(p),
+                    shake::rdb::EventRef::Owned(Event::BigKeyEnd) => lent.push(big_lent.take().unwrap()),
+                    _ => {}
+                }
+            }
+        }
+        r.finish().unwrap();
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = keys.iter().map(|(m, v)| (m.key.to_vec(), v.clone())).collect();
+        prop_assert_eq!(lent, owned);
         for (i, ((meta, value), ((g, _, expires), (t, v)))) in keys.iter().zip(values.iter().zip(&encoded)).enumerate() {
             let name = format!("key:{i}");
             prop_assert_eq!(&meta.key[..], name.as_bytes());
