@@ -282,12 +282,6 @@ struct KeyPlan {
 }
 
 #[derive(Debug)]
-enum Slot {
-    Key(KeyPlan),
-    Owned(Event),
-}
-
-#[derive(Debug)]
 enum State {
     Header,
     RecordStart,
@@ -332,8 +326,11 @@ pub struct Reader {
     /// CRC of the bytes from the magic through the EOF opcode, once known.
     crc_final: Option<u64>,
     pending: VecDeque<Event>,
-    /// The event lent by [`Reader::advance`].
-    slot: Option<Slot>,
+    /// The key record lent by [`Reader::advance`] (kept apart from `owned` so the hot path
+    /// moves a few words, not a whole [`Event`]).
+    lent: Option<KeyPlan>,
+    /// The owned event prepared by [`Reader::advance`].
+    owned: Option<Event>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -368,7 +365,8 @@ impl Reader {
             crc: Crc64::new(),
             crc_final: None,
             pending: VecDeque::new(),
-            slot: None,
+            lent: None,
+            owned: None,
         }
     }
 
@@ -469,6 +467,7 @@ impl Reader {
     /// The next event, `Ok(None)` when more bytes are needed (or after the end).
     pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
         self.release();
+        self.owned = None;
         if let Some(e) = self.pending.pop_front() {
             return Ok(Some(e));
         }
@@ -718,12 +717,9 @@ impl Reader {
 
     /// Releases the record lent by the last [`Reader::advance`] (an O(1) pointer move).
     fn release(&mut self) {
-        match self.slot.take() {
-            Some(Slot::Key(plan)) => {
-                self.buf.advance(plan.end);
-                self.consumed += plan.end as u64;
-            }
-            Some(Slot::Owned(_)) | None => {}
+        if let Some(plan) = self.lent.take() {
+            self.buf.advance(plan.end);
+            self.consumed += plan.end as u64;
         }
     }
 
@@ -737,30 +733,27 @@ impl Reader {
     /// the call.
     pub fn advance(&mut self) -> Result<bool, Error> {
         self.release();
+        self.owned = None;
         if self.pending.is_empty() && matches!(self.state, State::RecordStart) {
             if let Some(&op) = self.buf.first() {
                 if op < opcode::UPDATE {
                     if let Some(plan) = self.plan_whole_key(op) {
-                        self.slot = Some(Slot::Key(plan));
+                        self.lent = Some(plan);
                         return Ok(true);
                     }
                 }
             }
         }
-        match self.next_event()? {
-            Some(e) => {
-                self.slot = Some(Slot::Owned(e));
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        self.owned = self.next_event()?;
+        Ok(self.owned.is_some())
     }
 
     /// The event prepared by the last successful [`Reader::advance`].
     pub fn current(&self) -> Option<EventRef<'_>> {
-        match self.slot.as_ref()? {
-            Slot::Owned(e) => Some(EventRef::Owned(e)),
-            Slot::Key(p) => Some(EventRef::Key(KeyRef {
+        match (&self.lent, &self.owned) {
+            (None, None) => None,
+            (None, Some(e)) => Some(EventRef::Owned(e)),
+            (Some(p), _) => Some(EventRef::Key(KeyRef {
                 db: p.db,
                 key: &self.buf[p.key_start..p.key_end],
                 object_type: p.object_type,
