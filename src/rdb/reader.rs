@@ -26,7 +26,7 @@ use super::cursor::Cursor;
 use super::error::{Error, Malformed, printable_key};
 use super::string::{self, StrHeader};
 use super::version::{Header, ObjectType, opcode};
-use super::walk::{Body, Task, Walked, Walker, value_tasks};
+use super::walk::{Body, Task, Walked, Walker, measure_simple, value_tasks};
 
 /// Reader settings.
 #[derive(Debug, Clone)]
@@ -681,21 +681,15 @@ impl Reader {
         if key_end > self.buf.len() {
             return None;
         }
-        let end = if tasks == [Task::Str] {
-            let (vh, used) = string::parse_header(&self.buf[key_end..]).ok()??;
-            if let StrHeader::Lzf { clen, ulen } = vh {
-                if ulen > clen.saturating_mul(89) {
-                    return None;
+        let end = match measure_simple(tasks, &self.buf, key_end) {
+            Some(end) => end,
+            None => {
+                self.walker.start(tasks);
+                let mut pos = key_end;
+                match self.walker.walk(&self.buf, &mut pos) {
+                    Ok(Walked::Done) => pos,
+                    _ => return None,
                 }
-            }
-            let end = (key_end + used).checked_add(usize::try_from(vh.payload_len()).ok()?)?;
-            (end <= self.buf.len()).then_some(end)?
-        } else {
-            self.walker.start(tasks);
-            let mut pos = key_end;
-            match self.walker.walk(&self.buf, &mut pos) {
-                Ok(Walked::Done) => pos,
-                _ => return None,
             }
         };
         if end - key_end > self.opts.chunk_threshold {
