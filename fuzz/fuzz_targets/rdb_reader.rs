@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 use shake::rdb::{Event, Flavor, Reader, ReaderOptions, dump, json, rewrite};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let magic: &[u8] = match sel % 4 {
         0 => b"REDIS0011",
         1 => b"REDIS0006",
@@ -25,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
         verify_checksum: false,
         ..Default::default()
     });
-    let flavor = if sel % 4 == 2 { Flavor::Valkey } else { Flavor::Redis };
+    let flavor = if sel % 4 == 2 {
+        Flavor::Valkey
+    } else {
+        Flavor::Redis
+    };
     for chunk in input.chunks(step) {
         reader.feed(chunk);
         loop {
@@ -33,7 +39,9 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Some(Event::Key(k))) => {
                     let t = k.meta.object_type;
                     let _ = json::to_json(t, k.value.clone());
-                    if let Ok(cmds) = rewrite::rewrite(&k.meta.key, t, k.value.clone(), None, &Default::default()) {
+                    if let Ok(cmds) =
+                        rewrite::rewrite(&k.meta.key, t, k.value.clone(), None, &Default::default())
+                    {
                         for c in cmds {
                             if c.is_err() {
                                 break;
@@ -50,4 +58,25 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = reader.finish();
+
+    // the zero-copy face over the same input
+    let mut lent = Reader::new(ReaderOptions {
+        chunk_threshold: 256,
+        verify_checksum: false,
+        ..Default::default()
+    });
+    for chunk in input.chunks(step) {
+        lent.feed(chunk);
+        loop {
+            match lent.advance() {
+                Ok(true) => {
+                    if let Some(shake::rdb::EventRef::Key(k)) = lent.current() {
+                        let _ = dump::build(k.object_type.id(), k.value, 11);
+                    }
+                }
+                Ok(false) => break,
+                Err(_) => return,
+            }
+        }
+    }
 });
