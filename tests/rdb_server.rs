@@ -542,3 +542,115 @@ fn newer_values_reach_an_older_server_with_the_same_digest() {
         "{seen:?}"
     );
 }
+
+/// Values far above the chunk threshold come in pieces with the reader's buffer bounded, and
+/// the DUMP payload built incrementally from the pieces is byte-identical to the server's.
+#[test]
+fn big_values_stream_in_pieces_and_dump_matches_the_server() {
+    let server = Server::start("7.0");
+    let mut c = server.client();
+    // 20 MiB of poorly compressible bytes, and a list of 2000 × 10 KiB elements
+    let mut x = 0x9e3779b97f4a7c15u64;
+    let big: Vec<u8> = (0..20u32 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    c.cmd(&[&b"SET"[..], b"big", &big]);
+    for chunk in 0..20 {
+        let mut cmd: Vec<Vec<u8>> = vec![b"RPUSH".to_vec(), b"biglist".to_vec()];
+        for i in 0..100 {
+            let at = (chunk * 100 + i) * 10_000;
+            cmd.push(big[at..at + 10_000].to_vec());
+        }
+        c.cmd(&cmd);
+    }
+    c.cmd(&["SAVE"]);
+    let mut file = std::fs::File::open(server.dir.path().join("dump.rdb")).unwrap();
+    let threshold = 1 << 20;
+    let mut r = shake::rdb::Reader::new(ReaderOptions {
+        chunk_threshold: threshold,
+        ..Default::default()
+    });
+    let (mut max_buffered, mut pieces) = (0usize, 0usize);
+    let mut current: Option<(Vec<u8>, dump::DumpBuilder, usize)> = None;
+    let mut checked = 0;
+    loop {
+        let n = r.fill_from(&mut file, 64 << 10).unwrap();
+        max_buffered = max_buffered.max(r.buffered());
+        while let Some(ev) = r.next_event().unwrap() {
+            match ev {
+                shake::rdb::Event::BigKeyStart(m) => {
+                    current = Some((
+                        m.key.to_vec(),
+                        dump::DumpBuilder::new(m.type_id()),
+                        m.type_id() as usize,
+                    ));
+                }
+                shake::rdb::Event::BigKeyPiece(p) => {
+                    pieces += 1;
+                    assert!(p.len() <= threshold + (64 << 10));
+                    current.as_mut().unwrap().1.update(&p);
+                }
+                shake::rdb::Event::BigKeyEnd => {
+                    let (key, builder, _) = current.take().unwrap();
+                    let footer = builder.finish(10);
+                    let theirs = b(&c.cmd(&[&b"DUMP"[..], &key]));
+                    assert_eq!(
+                        &theirs[theirs.len() - 10..],
+                        &footer[..],
+                        "payload CRC of {key:?}"
+                    );
+                    checked += 1;
+                }
+                _ => {}
+            }
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    r.finish().unwrap();
+    assert_eq!(checked, 2, "both values were big");
+    assert!(pieces >= 40, "{pieces} pieces");
+    assert!(
+        max_buffered <= threshold + 3 * (64 << 10),
+        "buffer grew to {max_buffered}"
+    );
+}
+
+/// LFU counters and LRU idle times are carried; `rdbchecksum no` files end with a zero trailer
+/// that means "not computed".
+#[test]
+fn lfu_lru_and_disabled_checksums() {
+    let server = Server::start("7.0");
+    let mut c = server.client();
+    c.cmd(&["SET", "k", "v"]);
+    let read = |c: &mut Client| {
+        c.cmd(&["SAVE"]);
+        let file = std::fs::File::open(server.dir.path().join("dump.rdb")).unwrap();
+        let mut s = Scanner::new(file, ReaderOptions::default(), false);
+        let keys: Vec<_> = s.by_ref().map(Result::unwrap).collect();
+        (keys, s.stats().checksum.unwrap().status())
+    };
+    c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
+    let (keys, _) = read(&mut c);
+    assert!(keys[0].meta.freq.is_some() && keys[0].meta.idle_secs.is_none());
+    c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    let (keys, _) = read(&mut c);
+    assert!(keys[0].meta.idle_secs.is_some() && keys[0].meta.freq.is_none());
+    let unsummed = Server::builder("7.0").arg("rdbchecksum", "no").start();
+    let mut u = unsummed.client();
+    u.cmd(&["SET", "k", "v"]);
+    u.cmd(&["SAVE"]);
+    let file = std::fs::File::open(unsummed.dir.path().join("dump.rdb")).unwrap();
+    let st = shake::rdb::scan::stats(file, ReaderOptions::default()).unwrap();
+    assert_eq!(
+        st.checksum.unwrap().status(),
+        shake::rdb::ChecksumStatus::Disabled
+    );
+    assert_eq!(st.keys(), 1);
+}
