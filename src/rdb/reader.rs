@@ -1280,6 +1280,65 @@ mod tests {
     }
 
     #[test]
+    fn type_22_follows_the_magic_and_newer_types_stop_with_a_clear_error() {
+        let record = |magic: &[u8], ty: u8| {
+            let mut v = magic.to_vec();
+            v.push(ty);
+            string::encode(b"k", &mut v);
+            length::encode(1, &mut v);
+            string::encode(b"f", &mut v);
+            string::encode(b"v", &mut v);
+            v.extend_from_slice(&(-1i64).to_le_bytes()); // Valkey HASH_2 layout
+            v
+        };
+        // Valkey: HASH_2 = field, value, 8-byte expiry
+        let mut r = Reader::default();
+        r.feed(&record(b"VALKEY080", 22));
+        let ev: Vec<Event> = std::iter::from_fn(|| r.next_event().unwrap()).collect();
+        let Event::Key(k) = &ev[1] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(k.meta.object_type, ObjectType::ValkeyHash2);
+
+        // Redis 7.4-rc: the same byte is HASH_METADATA_PRE_GA = ttl, field, value
+        let mut v = b"REDIS0012".to_vec();
+        v.push(22);
+        string::encode(b"k", &mut v);
+        length::encode(1, &mut v);
+        length::encode(0, &mut v);
+        string::encode(b"f", &mut v);
+        string::encode(b"v", &mut v);
+        let mut r = Reader::default();
+        r.feed(&v);
+        let ev: Vec<Event> = std::iter::from_fn(|| r.next_event().unwrap()).collect();
+        let Event::Key(k) = &ev[1] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(k.meta.object_type, ObjectType::HashMetadataPreGa);
+
+        // RDB 13 with accept_newer: type 26 (stream v4) is refused with its offset and version
+        let mut r = Reader::new(ReaderOptions {
+            accept_newer: true,
+            ..Default::default()
+        });
+        r.feed(&record(b"REDIS0013", 26));
+        assert!(matches!(r.next_event().unwrap(), Some(Event::Header(_))));
+        let err = r.next_event().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnknownType {
+                    offset: 9,
+                    byte: 26,
+                    version: 13,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn module_names_decode() {
         // "test__rdb" encoding version 0 id, as moduleTypeEncodeId builds it
         const CS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
