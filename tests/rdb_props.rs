@@ -201,7 +201,11 @@ fn expected(g: &Gen) -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    // 128 cases by default; PROPTEST_CASES raises it for a longer hunt.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(128),
+        ..ProptestConfig::default()
+    })]
 
     /// Regression guard for panics on arbitrary input after a valid header.
     #[test]
