@@ -3,7 +3,9 @@
 
 mod support;
 
+mod capture;
 mod harness;
+mod inspect_rdb;
 mod probe;
 mod replica;
 

@@ -12,5 +12,11 @@
 //!   `MULTI`), `MULTI … EXEC` kept as one atomic group, keepalives (`PING`, `REPLCONF`) dropped
 //!   from the data while their bytes still count in the offset.
 
+pub mod journal_state;
+pub mod metrics;
+pub mod plan;
 pub mod replica;
+pub mod shard;
+pub mod snapshot;
 pub mod stream;
+pub mod writer_thread;

@@ -22,10 +22,13 @@ pub enum Unit {
         offset: u64,
     },
     /// A whole `MULTI … EXEC` block (without the `MULTI`/`EXEC` themselves). A `SELECT` inside
-    /// changes the db of the commands after it, and stays in force after `EXEC`.
+    /// is kept as one of the commands: it changes the db of the commands after it when the
+    /// block runs, and stays in force after `EXEC`.
     Transaction {
-        /// Each command with the db it applies to.
-        commands: Vec<(u32, Vec<Bytes>)>,
+        /// The db in force at `MULTI`.
+        db: u32,
+        /// The queued commands, `SELECT`s included, in order.
+        commands: Vec<Vec<Bytes>>,
         /// Replication offset after `EXEC`.
         offset: u64,
     },
@@ -77,11 +80,28 @@ pub enum Error {
     },
 }
 
+/// The db in force after a transaction that started in `db` and ran `commands`.
+pub fn db_after<A: AsRef<[u8]>>(db: u32, commands: &[Vec<A>]) -> u32 {
+    commands.iter().fold(db, |db, argv| {
+        let is_select = argv
+            .first()
+            .is_some_and(|n| n.as_ref().eq_ignore_ascii_case(b"SELECT"));
+        match (
+            is_select,
+            argv.get(1)
+                .and_then(|a| std::str::from_utf8(a.as_ref()).ok()?.parse().ok()),
+        ) {
+            (true, Some(n)) => n,
+            _ => db,
+        }
+    })
+}
+
 /// Tracks the db and an open transaction across stream commands.
 #[derive(Debug, Clone)]
 pub struct StreamState {
     db: u32,
-    multi: Option<Vec<(u32, Vec<Bytes>)>>,
+    multi: Option<Vec<Vec<Bytes>>>,
     multi_db: u32,
 }
 
@@ -137,8 +157,13 @@ impl StreamState {
                         offset,
                     });
                 };
+                let db = self.db;
                 self.db = self.multi_db;
-                Ok(Some(Unit::Transaction { commands, offset }))
+                Ok(Some(Unit::Transaction {
+                    db,
+                    commands,
+                    offset,
+                }))
             }
             b"SELECT" => {
                 let arg = argv.get(1).cloned().unwrap_or_default();
@@ -149,8 +174,9 @@ impl StreamState {
                         arg: String::from_utf8_lossy(&arg).into_owned(),
                         offset,
                     })?;
-                if self.multi.is_some() {
+                if let Some(cmds) = &mut self.multi {
                     self.multi_db = db;
+                    cmds.push(argv);
                     Ok(None)
                 } else {
                     self.db = db;
@@ -160,7 +186,7 @@ impl StreamState {
             b"PING" | b"REPLCONF" if self.multi.is_none() => Ok(Some(Unit::Keepalive { offset })),
             _ => match &mut self.multi {
                 Some(cmds) => {
-                    cmds.push((self.multi_db, argv));
+                    cmds.push(argv);
                     Ok(None)
                 }
                 None => Ok(Some(Unit::Command {
@@ -208,11 +234,13 @@ mod tests {
         assert_eq!(
             unit,
             Unit::Transaction {
-                commands: vec![(5, cmd("incr c"))],
+                db: 2,
+                commands: vec![cmd("SELECT 5"), cmd("incr c")],
                 offset: 60
             }
         );
         assert_eq!(s.db(), 5);
+        assert_eq!(db_after(2, &[cmd("SELECT 5"), cmd("incr c")]), 5);
         assert_eq!(
             s.push(cmd("ping"), 70).unwrap(),
             Some(Unit::Keepalive { offset: 70 })

@@ -4,7 +4,9 @@
 //! The names follow `docs/cli.md` (and the design's `cli.md`): scripts and runbooks depend on
 //! them. A subcommand appears here only when it works.
 
+pub mod capture;
 mod endpoint;
+pub mod inspect;
 pub mod probe;
 pub mod verify;
 
@@ -63,6 +65,13 @@ pub enum Command {
     /// Audit a journal offline: every frame checksum, every sealed segment's SHA-256 against
     /// the manifest, continuity of positions, and a per-shard summary. Exit 3 on problems.
     Verify(verify::VerifyArgs),
+    /// Act as a replica of every master of the source (or read an RDB file) and write the
+    /// snapshot and the live command stream into a journal; resumes an existing journal with a
+    /// partial resync. SIGINT/SIGTERM seal the journal and exit 0.
+    Capture(capture::CaptureArgs),
+    /// Audit an RDB file offline: statistics per database and type (default), or every key
+    /// with its decoded value (`--format jsonl`).
+    Inspect(inspect::InspectArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -80,5 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Probe(args) => probe::run(args, &cli.global).await,
         Command::Verify(args) => verify::run(args, &cli.global).await,
+        Command::Capture(args) => capture::run(args, &cli.global).await,
+        Command::Inspect(args) => inspect::run(args, &cli.global).await,
     }
 }

@@ -270,6 +270,12 @@ impl Server {
         self.spawn();
     }
 
+    /// SIGKILL, then start again on the same port and directory: whatever the server saved
+    /// (`SAVE`) is loaded back.
+    pub fn restart_keeping_files(&mut self) {
+        self.restart();
+    }
+
     /// The OS process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

@@ -1,0 +1,680 @@
+//! `shake capture` against real servers: every type and db, snapshot bytes equal to the
+//! source's own DUMP, a stream under write load, resume by partial resync, kill -9 of capture,
+//! replica links killed, master restarts, `WAIT`, a small output-buffer limit, a cluster, and
+//! `--from-rdb`.
+
+use crate::support::{Client, Cluster, Load, Server, shake, shake_run};
+use shake::journal::{Entry, Record, RecoveryMode, ShardReader};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+fn entries(dir: &Path, shard: &str) -> Vec<Entry> {
+    let r = ShardReader::open(dir, shard, RecoveryMode::Refuse).unwrap();
+    r.entries().map(|e| e.unwrap()).collect()
+}
+
+/// Snapshot keys of the last complete epoch: (db, key) → (type id, value bytes, expiry).
+type Snapshot = HashMap<(u32, Vec<u8>), (u8, Vec<u8>, Option<i64>)>;
+type Pending = Option<(u32, Vec<u8>, u8, Vec<u8>, Option<i64>)>;
+
+fn snapshot(entries: &[Entry]) -> Snapshot {
+    let last_epoch = entries
+        .iter()
+        .filter(|e| matches!(e.record, Record::SnapshotEnd(_)))
+        .map(|e| e.position.epoch)
+        .max()
+        .expect("no complete snapshot");
+    let mut out = HashMap::new();
+    let mut current: Pending = None;
+    for e in entries.iter().filter(|e| e.position.epoch == last_epoch) {
+        match &e.record {
+            Record::Key(k) => {
+                if let Some((db, key, t, v, x)) = current.take() {
+                    out.insert((db, key), (t, v, x));
+                }
+                current = Some((k.db, k.key.clone(), k.type_id, k.value.clone(), k.expire_ms));
+            }
+            Record::ValueChunk(c) => current.as_mut().unwrap().3.extend_from_slice(&c.data),
+            _ => {
+                if let Some((db, key, t, v, x)) = current.take() {
+                    out.insert((db, key), (t, v, x));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Stream commands (transactions flattened), with their db.
+fn commands(entries: &[Entry]) -> Vec<(u32, Vec<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for e in entries {
+        match &e.record {
+            Record::Command(c) => out.push((c.db, c.argv.clone())),
+            Record::Transaction(t) => out.extend(t.commands.iter().map(|c| (t.db, c.clone()))),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The integer in an encoded string value.
+fn string_value(encoded: &[u8]) -> i64 {
+    match shake::rdb::decode(
+        shake::rdb::ObjectType::String,
+        bytes::Bytes::copy_from_slice(encoded),
+    )
+    .unwrap()
+    {
+        shake::rdb::Value::String(b) => std::str::from_utf8(&b).unwrap().parse().unwrap(),
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+/// Runs `shake capture --source SOURCE --journal JOURNAL --progress none EXTRA…` to its end.
+fn capture(source: &str, journal: &Path, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec![
+        "capture",
+        "--source",
+        source,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--progress",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    shake_run(&args)
+}
+
+fn spawn_capture(args: &[&str]) -> Child {
+    shake()
+        .arg("capture")
+        .args(args)
+        .args(["--progress", "none", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(child: &Child) {
+    unsafe_kill(child.id(), "TERM");
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+fn wait_output(child: Child) -> crate::support::Output {
+    let out = child.wait_with_output().unwrap();
+    crate::support::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn populate_every_type(c: &mut Client) {
+    c.cmd(&["SET", "str", "hello"]);
+    c.cmd(&["SET", "int", "12345"]);
+    c.cmd(&["SET", "big", &"x".repeat(3 << 20)]);
+    c.cmd(&["SET", "ttl", "v", "PX", "3600000"]);
+    c.cmd(&["RPUSH", "list", "a", "b", "c"]);
+    let many: Vec<String> = (0..2000).map(|i| format!("element-{i}")).collect();
+    let mut args = vec!["RPUSH".to_string(), "biglist".into()];
+    args.extend(many.iter().cloned());
+    c.cmd(&args);
+    c.cmd(&["SADD", "set", "1", "2", "3"]);
+    c.cmd(&["SADD", "strset", "a", "b"]);
+    c.cmd(&["ZADD", "zset", "1.5", "a", "-inf", "b", "inf", "c"]);
+    c.cmd(&["HSET", "hash", "f1", "v1", "f2", "v2"]);
+    let mut args = vec!["HSET".to_string(), "bighash".into()];
+    for i in 0..1000 {
+        args.push(format!("f{i}"));
+        args.push("v".repeat(100));
+    }
+    c.cmd(&args);
+    c.cmd(&["XADD", "stream", "1-1", "k", "v"]);
+    c.cmd(&["XADD", "stream", "2-1", "k", "v2"]);
+    c.cmd(&["XGROUP", "CREATE", "stream", "g1", "0"]);
+    c.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g1",
+        "alice",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "stream",
+        ">",
+    ]);
+    c.cmd(&["SELECT", "5"]);
+    c.cmd(&["SET", "in-db-5", "yes"]);
+    c.cmd(&["SELECT", "0"]);
+}
+
+/// Every snapshot key's bytes equal the source's own `DUMP` of it (minus the 10-byte footer):
+/// the journal holds the exact encoded objects, in every encoding and database.
+#[test]
+fn snapshot_holds_exact_objects_of_every_type_and_db() {
+    let s = Server::start("7.0");
+    let mut c = s.client();
+    populate_every_type(&mut c);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = capture(&s.url(), &j, &["--snapshot-only"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let snap = snapshot(&entries(&j, "shard-000"));
+    let mut expected = 0;
+    for db in [0u32, 5] {
+        c.cmd(&["SELECT", &db.to_string()]);
+        let keys = c.cmd(&["KEYS", "*"]);
+        for k in keys.as_array().unwrap() {
+            let key = k.as_bytes().unwrap().to_vec();
+            let dump = c.cmd(&[&b"DUMP"[..], &key]);
+            let dump = dump.as_bytes().unwrap();
+            let (type_id, value, _) = snap
+                .get(&(db, key.clone()))
+                .unwrap_or_else(|| panic!("key {key:?} of db {db} missing"));
+            assert_eq!(*type_id, dump[0], "type of {key:?}");
+            assert_eq!(
+                &value[..],
+                &dump[1..dump.len() - 10],
+                "value bytes of {}",
+                String::from_utf8_lossy(&key)
+            );
+            expected += 1;
+        }
+    }
+    assert_eq!(snap.len(), expected, "no extra keys");
+    let (_, _, ttl) = &snap[&(0, b"ttl".to_vec())];
+    assert!(ttl.unwrap() > 0, "absolute expiry kept");
+    let out = shake_run(&["verify", j.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
+/// Writes run during two capture sessions and the gap between them; the second session
+/// resumes by partial resync, and the journal holds every INCR exactly once.
+#[test]
+fn stream_under_load_resumes_without_gap_or_duplicate() {
+    let s = Server::start("7.0");
+    let load = Load::start(s.port, Duration::from_micros(200), |c, _| {
+        c.cmd(&["INCR", "counter"]);
+        c.cmd(&["RPUSH", "log", "x"]);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let js = j.to_str().unwrap();
+    for _ in 0..2 {
+        let out = capture(&s.url(), Path::new(js), &["--duration", "1500ms"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    load.stop();
+    let out = capture(&s.url(), Path::new(js), &["--duration", "1s"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("full syncs 0"),
+        "resumed by partial resync: {}",
+        out.stdout
+    );
+    let all = entries(&j, "shard-000");
+    let snap = snapshot(&all);
+    let counter_at_snapshot: i64 = snap
+        .get(&(0, b"counter".to_vec()))
+        .map(|(_, v, _)| string_value(v))
+        .unwrap_or(0);
+    let incrs = commands(&all)
+        .iter()
+        .filter(|(_, a)| a[0].eq_ignore_ascii_case(b"INCR"))
+        .count() as i64;
+    let final_value: i64 = s.client().cmd(&["GET", "counter"]).as_int().unwrap();
+    assert_eq!(
+        counter_at_snapshot + incrs,
+        final_value,
+        "every INCR after the snapshot journaled exactly once"
+    );
+    let out = shake_run(&["verify", js]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
+/// Snapshot bytes equal the source's `DUMP` on every server of the matrix, module keys of
+/// Redis Stack 7.4 (JSON, Bloom, TimeSeries) and hash-field expiry included.
+#[test]
+fn every_version_of_the_matrix_with_modules() {
+    for v in crate::support::MATRIX {
+        let s = if v == "7.4" {
+            Server::builder(v).modules().start()
+        } else {
+            Server::start(v)
+        };
+        let mut c = s.client();
+        c.cmd(&["SET", "s", "v"]);
+        c.cmd(&["RPUSH", "l", "1", "2"]);
+        c.cmd(&["HSET", "h", "a", "1"]);
+        c.cmd(&["ZADD", "z", "2.5", "m"]);
+        c.cmd(&["XADD", "x", "1-1", "f", "v"]);
+        if v == "7.4" {
+            c.cmd(&["JSON.SET", "json", "$", r#"{"a":[1,2,{"b":null}]}"#]);
+            c.cmd(&["BF.ADD", "bloom", "item"]);
+            c.cmd(&["TS.ADD", "ts", "1000", "1.5"]);
+            c.cmd(&["HSET", "hfe", "f1", "v1", "f2", "v2"]);
+            c.cmd(&["HPEXPIRE", "hfe", "3600000", "FIELDS", "1", "f1"]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("j");
+        let out = capture(&s.url(), &j, &["--snapshot-only"]);
+        assert_eq!(out.code, 0, "{v}: {}", out.stderr);
+        let snap = snapshot(&entries(&j, "shard-000"));
+        let keys = c.cmd(&["KEYS", "*"]);
+        let keys = keys.as_array().unwrap();
+        assert_eq!(snap.len(), keys.len(), "{v}");
+        for k in keys {
+            let key = k.as_bytes().unwrap().to_vec();
+            let dump = c.cmd(&[&b"DUMP"[..], &key]);
+            let dump = dump.as_bytes().unwrap();
+            let (t, value, _) = &snap[&(0, key.clone())];
+            assert_eq!(
+                (*t, &value[..]),
+                (dump[0], &dump[1..dump.len() - 10]),
+                "{v}: {}",
+                String::from_utf8_lossy(&key)
+            );
+        }
+    }
+}
+
+/// kill -9 of capture at several moments (during the snapshot and during the stream), each
+/// followed by a restart: the journal stays verifiable and, in the end, holds every INCR
+/// exactly once after the last snapshot.
+#[test]
+fn kill9_of_capture_during_snapshot_and_stream() {
+    let s = Server::start("7.0");
+    s.client()
+        .cmd(&["DEBUG", "POPULATE", "200000", "key", "100"]);
+    let load = Load::start(s.port, Duration::from_micros(300), |c, _| {
+        c.cmd(&["INCR", "counter"]);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let js = j.to_str().unwrap();
+    // Kill points: early (inside the snapshot of ~20 MB) and later (inside the stream).
+    for (i, after_ms) in [40u64, 150, 900, 1300, 700].into_iter().enumerate() {
+        let child = spawn_capture(&["--source", &s.url(), "--journal", js]);
+        // Count from the journal's creation: a kill before it exists tests nothing.
+        crate::support::wait_until(20, "the journal to exist", || j.join("journal.json").exists());
+        std::thread::sleep(Duration::from_millis(after_ms));
+        unsafe_kill(child.id(), "KILL");
+        let out = wait_output(child);
+        assert_eq!(out.code, -1, "run {i} was killed");
+        let v = shake_run(&["verify", js]);
+        assert_eq!(v.code, 0, "after kill {i}: {}", v.stdout);
+    }
+    load.stop();
+    let out = capture(&s.url(), Path::new(js), &["--duration", "8s"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let all = entries(&j, "shard-000");
+    let snap = snapshot(&all);
+    let last_epoch = all
+        .iter()
+        .filter(|e| matches!(e.record, Record::SnapshotEnd(_)))
+        .map(|e| e.position.epoch)
+        .max()
+        .unwrap();
+    let after: Vec<Entry> = all
+        .into_iter()
+        .filter(|e| e.position.epoch == last_epoch)
+        .collect();
+    let incrs = commands(&after)
+        .iter()
+        .filter(|(_, a)| a[0].eq_ignore_ascii_case(b"INCR"))
+        .count() as i64;
+    let at_snapshot = snap
+        .get(&(0, b"counter".to_vec()))
+        .map(|(_, v, _)| string_value(v))
+        .unwrap_or(0);
+    let final_value = s.client().cmd(&["GET", "counter"]).as_int().unwrap();
+    assert_eq!(
+        at_snapshot + incrs,
+        final_value,
+        "no INCR lost or duplicated across kills"
+    );
+    assert_eq!(snap.len(), 200_001);
+}
+
+/// A killed replica link, and a master restarted from its RDB, are followed by a partial
+/// resync (the restarted master continues under a new replid that keeps the old as replid2).
+#[test]
+fn replica_link_killed_and_master_restarted() {
+    let mut s = Server::start("7.0");
+    let mut c = s.client();
+    c.cmd(&["SET", "a", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let child = spawn_capture(&["--source", &s.url(), "--journal", j.to_str().unwrap()]);
+    crate::support::wait_until(20, "capture attached", || {
+        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
+    });
+    c.cmd(&["INCR", "n"]);
+    c.cmd(&["CLIENT", "KILL", "TYPE", "replica"]);
+    c.cmd(&["INCR", "n"]);
+    crate::support::wait_until(20, "capture re-attached", || {
+        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
+    });
+    c.cmd(&["INCR", "n"]);
+    // Restart the master from an RDB that carries its replication id and offset.
+    c.cmd(&["SAVE"]);
+    s.restart_keeping_files();
+    let mut c = s.client();
+    c.cmd(&["INCR", "n"]);
+    crate::support::wait_until(30, "capture attached to the restarted master", || {
+        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
+    });
+    c.cmd(&["INCR", "n"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&child);
+    let out = wait_output(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("full syncs 1"),
+        "only the first sync was full: {}",
+        out.stdout
+    );
+    let all = entries(&j, "shard-000");
+    let incrs = commands(&all)
+        .iter()
+        .filter(|(_, a)| a[0].eq_ignore_ascii_case(b"INCR"))
+        .count();
+    assert_eq!(incrs, 5, "every INCR once");
+    assert!(
+        all.iter().any(|e| matches!(
+            &e.record,
+            Record::Marker(shake::journal::Marker::ReplId { .. })
+        )),
+        "the replid change is recorded"
+    );
+    assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
+}
+
+/// `WAIT 1` on the source succeeds against capture's acknowledgements.
+#[test]
+fn wait_on_the_source_counts_capture() {
+    let s = Server::start("7.0");
+    let mut c = s.client();
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let child = spawn_capture(&["--source", &s.url(), "--journal", j.to_str().unwrap()]);
+    crate::support::wait_until(20, "capture attached", || {
+        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
+    });
+    c.cmd(&["SET", "k", "v"]);
+    assert_eq!(c.cmd(&["WAIT", "1", "10000"]).as_int(), Some(1));
+    sigterm(&child);
+    assert_eq!(wait_output(child).code, 0);
+}
+
+/// A master whose replica output-buffer limit (4 MiB) is far smaller than its dataset (~70 MB),
+/// under steady writes: capture completes the full sync at the first try, because it reads the
+/// socket as fast as data arrives and leaves parsing and compression to other threads.
+#[test]
+fn small_output_buffer_limit_full_sync_completes() {
+    let s = Server::builder("7.0")
+        .arg("client-output-buffer-limit", "replica 4mb 2mb 5")
+        .start();
+    let mut c = s.client();
+    c.cmd(&["DEBUG", "POPULATE", "300000", "key", "200"]);
+    let v = "w".repeat(1000);
+    let load = Load::start(s.port, Duration::from_micros(500), move |c, i| {
+        c.cmd(&["SET", &format!("w{}", i % 5000), &v]);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = capture(&s.url(), &j, &["--snapshot-only", "--max-retries", "2"]);
+    load.stop();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("full syncs 1"), "{}", out.stdout);
+    let snap = snapshot(&entries(&j, "shard-000"));
+    assert!(snap.len() >= 300_000);
+}
+
+/// A 3-master cluster: one shard per master, each with its master's keys.
+#[test]
+fn cluster_one_shard_per_master() {
+    let cluster = Cluster::start("7.0", 3, 0);
+    let mut c = cluster.nodes[0].client();
+    // Write through each master (the test client does not follow MOVED).
+    for node in &cluster.nodes {
+        let mut nc = node.client();
+        let mut written = 0;
+        let mut i = 0;
+        while written < 50 {
+            let key = format!("key:{i}");
+            i += 1;
+            if nc.try_cmd(&["SET", &key, "v"]).unwrap().is_error() {
+                continue;
+            }
+            written += 1;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = capture(&cluster.url(), &j, &["--snapshot-only"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let manifest = shake::journal::read_journal(&j).unwrap();
+    assert_eq!(manifest.shards.len(), 3);
+    let mut total = 0;
+    for shard in &manifest.shards {
+        let snap = snapshot(&entries(&j, &shard.name));
+        for (_, key) in snap.keys() {
+            let slot = shake::net::slot::key_slot(key);
+            assert!(
+                shard.slots.iter().any(|(a, b)| *a <= slot && slot <= *b),
+                "{} holds a key of slot {slot}",
+                shard.name
+            );
+        }
+        total += snap.len();
+    }
+    assert_eq!(total, 150);
+    let _ = c.cmd(&["PING"]);
+    assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
+}
+
+/// `--from-rdb`: a file written by a real server becomes a one-shard journal; a corrupt file
+/// exits 1 naming the byte offset.
+#[test]
+fn from_rdb_file_and_corrupt_file() {
+    let s = Server::start("7.0");
+    let mut c = s.client();
+    populate_every_type(&mut c);
+    c.cmd(&["SAVE"]);
+    let rdb = s.dir.path().join("dump.rdb");
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = shake_run(&[
+        "capture",
+        "--from-rdb",
+        rdb.to_str().unwrap(),
+        "--journal",
+        j.to_str().unwrap(),
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let snap = snapshot(&entries(&j, "shard-000"));
+    assert_eq!(snap.len(), 13);
+    assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
+    // Truncated in the middle of the big value.
+    let bytes = std::fs::read(&rdb).unwrap();
+    let cut = dir.path().join("cut.rdb");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let j2 = dir.path().join("j2");
+    let out = shake_run(&[
+        "capture",
+        "--from-rdb",
+        cut.to_str().unwrap(),
+        "--journal",
+        j2.to_str().unwrap(),
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("cut.rdb"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("byte") || out.stderr.contains("offset"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Capture through a Sentinel.
+#[test]
+fn sentinel_master() {
+    let s = Server::start("7.0");
+    s.client().cmd(&["SET", "via", "sentinel"]);
+    let sentinel = crate::support::Sentinel::start(&s);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = shake_run(&[
+        "capture",
+        "--source",
+        &sentinel.url(),
+        "--sentinel-master",
+        "mymaster",
+        "--journal",
+        j.to_str().unwrap(),
+        "--snapshot-only",
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(snapshot(&entries(&j, "shard-000")).contains_key(&(0, b"via".to_vec())));
+}
+
+/// `--metrics-addr` serves per-shard offsets and the lag behind the master.
+#[test]
+fn metrics_endpoint_reports_offsets_and_lag() {
+    use std::io::{Read, Write};
+    let s = Server::start("7.0");
+    let mut c = s.client();
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let mport = crate::support::free_port();
+    let addr = format!("127.0.0.1:{mport}");
+    let child = spawn_capture(&[
+        "--source",
+        &s.url(),
+        "--journal",
+        j.to_str().unwrap(),
+        "--metrics-addr",
+        &addr,
+    ]);
+    crate::support::wait_until(20, "capture attached", || {
+        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
+    });
+    c.cmd(&["SET", "k", "v"]);
+    let mut page = String::new();
+    crate::support::wait_until(20, "metrics with a lag figure", || {
+        let Ok(mut sock) = std::net::TcpStream::connect(&addr) else {
+            return false;
+        };
+        let _ = sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        page.clear();
+        let _ = sock.read_to_string(&mut page);
+        page.contains("shake_capture_lag_bytes{shard=\"shard-000\"}")
+    });
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(
+        page.contains("shake_capture_durable_offset{shard=\"shard-000\"}"),
+        "{page}"
+    );
+    assert!(
+        page.contains("shake_capture_full_syncs_total{shard=\"shard-000\"} 1"),
+        "{page}"
+    );
+    sigterm(&child);
+    assert_eq!(wait_output(child).code, 0);
+}
+
+/// `CLUSTER FAILOVER` on a replica: capture keeps the shard's journal continuous without a
+/// new full sync, and every write of the shard is journaled once.
+#[test]
+fn cluster_failover_is_followed_without_full_sync() {
+    let cluster = Cluster::start("7.0", 3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let child = spawn_capture(&["--source", &cluster.url(), "--journal", j.to_str().unwrap()]);
+    let masters = cluster.masters();
+    for m in &masters {
+        crate::support::wait_until(30, "capture attached to every master", || {
+            m.client()
+                .info_field("replication", "connected_slaves")
+                .as_deref()
+                == Some("2")
+        });
+    }
+    // The master that owns our key, and its replica.
+    let key = "{failover}counter";
+    let owner = masters
+        .iter()
+        .find(|m| !m.client().try_cmd(&["GET", key]).unwrap().is_error())
+        .unwrap();
+    for _ in 0..5 {
+        owner.client().cmd(&["INCR", key]);
+    }
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            n.client()
+                .info_field("replication", "master_port")
+                .as_deref()
+                == Some(&owner.port.to_string())
+        })
+        .unwrap();
+    replica.client().cmd(&["CLUSTER", "FAILOVER"]);
+    crate::support::wait_until(30, "the replica to become master", || {
+        replica
+            .client()
+            .info_field("replication", "role")
+            .as_deref()
+            == Some("master")
+    });
+    for _ in 0..5 {
+        replica.client().cmd(&["INCR", key]);
+    }
+    assert_eq!(replica.client().cmd(&["GET", key]).as_int(), Some(10));
+    // The layout watcher (every 5 s) records the failover as a topology marker.
+    std::thread::sleep(Duration::from_secs(7));
+    sigterm(&child);
+    let out = wait_output(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.matches("full syncs 1").count(),
+        3,
+        "one full sync per shard only: {}",
+        out.stdout
+    );
+    let manifest = shake::journal::read_journal(&j).unwrap();
+    let mut incrs = 0;
+    for shard in &manifest.shards {
+        incrs += commands(&entries(&j, &shard.name))
+            .iter()
+            .filter(|(_, a)| a[0].eq_ignore_ascii_case(b"INCR") && a[1] == key.as_bytes())
+            .count();
+    }
+    assert_eq!(incrs, 10, "every INCR journaled once across the failover");
+    let marked = manifest.shards.iter().any(|s| {
+        entries(&j, &s.name).iter().any(|e| {
+            matches!(&e.record, Record::Marker(shake::journal::Marker::Topology { description, .. }) if description.contains(&replica.port.to_string()))
+        })
+    });
+    assert!(marked, "the new master appears in a topology marker");
+    assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
+}
