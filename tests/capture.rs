@@ -308,7 +308,9 @@ fn kill9_of_capture_during_snapshot_and_stream() {
     for (i, after_ms) in [40u64, 150, 900, 1300, 700].into_iter().enumerate() {
         let child = spawn_capture(&["--source", &s.url(), "--journal", js]);
         // Count from the journal's creation: a kill before it exists tests nothing.
-        crate::support::wait_until(20, "the journal to exist", || j.join("journal.json").exists());
+        crate::support::wait_until(20, "the journal to exist", || {
+            j.join("journal.json").exists()
+        });
         std::thread::sleep(Duration::from_millis(after_ms));
         unsafe_kill(child.id(), "KILL");
         let out = wait_output(child);
