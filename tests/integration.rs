@@ -17,3 +17,5 @@ mod journal_roundtrip;
 mod journal_util;
 mod journal_verify_cli;
 mod rdb_corpus;
+mod rdb_props;
+mod rdb_server;
