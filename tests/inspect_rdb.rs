@@ -83,5 +83,9 @@ fn bad_files_exit_1_with_the_offset() {
     );
     let out = shake_run(&["inspect", s.dir.path().to_str().unwrap()]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("shake verify"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot scan the journal"),
+        "a directory that is not a journal: {}",
+        out.stderr
+    );
 }

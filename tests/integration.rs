@@ -5,6 +5,7 @@ mod support;
 
 mod capture;
 mod harness;
+mod inspect_journal;
 mod inspect_rdb;
 mod probe;
 mod replica;

@@ -1,6 +1,6 @@
-//! `shake inspect FILE.rdb`: an RDB file's keys (`--format jsonl`, with decoded values) or its
-//! statistics (`--stats`, the default), offline. Journals are inspected by a later version;
-//! until then a directory is refused with a pointer to `shake verify`, which summarises them.
+//! `shake inspect PATH`: offline audit of an RDB file (statistics, or every key with its decoded
+//! value) or of a journal directory (statistics per shard, stream commands, big keys), the
+//! journal scanned frame by frame in parallel.
 
 use super::GlobalArgs;
 use crate::exit;
@@ -26,8 +26,18 @@ pub enum InspectFormat {
 /// Flags of `shake inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The RDB file to inspect.
+    /// The RDB file or journal directory to inspect.
     pub path: PathBuf,
+    /// Journal: also list the stream's command statistics (counts, bytes, per db, dangerous
+    /// commands flagged).
+    #[arg(long)]
+    pub commands: bool,
+    /// Journal: the N largest snapshot keys by encoded size, per type.
+    #[arg(long, value_name = "N")]
+    pub big_keys: Option<usize>,
+    /// Worker threads for journal scans (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Print statistics: keys, expiring keys and encoded bytes per database and type (the
     /// default unless --format jsonl).
     #[arg(long)]
@@ -47,11 +57,10 @@ pub async fn run(args: InspectArgs, _global: &GlobalArgs) -> anyhow::Result<u8> 
 
 fn inspect(args: &InspectArgs) -> anyhow::Result<u8> {
     if args.path.is_dir() {
-        bail!(
-            "{} is a directory: this version inspects RDB files; for a journal, `shake verify {}` prints a per-shard summary",
-            args.path.display(),
-            args.path.display()
-        );
+        return inspect_journal(args);
+    }
+    if args.commands || args.big_keys.is_some() {
+        bail!("--commands and --big-keys apply to journal directories");
     }
     let file = std::fs::File::open(&args.path)
         .with_context(|| format!("cannot open {}", args.path.display()))?;
@@ -175,6 +184,124 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<u8> {
                 writeln!(out, "\naux")?;
                 for (k, v) in &stats.aux {
                     writeln!(out, "  {k} = {v}")?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(exit::SUCCESS)
+}
+
+fn inspect_journal(args: &InspectArgs) -> anyhow::Result<u8> {
+    if args.format == InspectFormat::Jsonl {
+        bail!(
+            "--format jsonl of journal keys is not supported by this version: use --stats (table or json), --commands, --big-keys"
+        );
+    }
+    let dir = args.path.clone();
+    let big_n = args.big_keys.unwrap_or(0);
+    let scan = || crate::scan::scan_journal(&dir, big_n);
+    let stats = match args.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()?
+            .install(scan),
+        None => scan(),
+    }
+    .with_context(|| format!("{}: cannot scan the journal", args.path.display()))?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if args.format == InspectFormat::Json {
+        serde_json::to_writer_pretty(&mut out, &stats)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+        return Ok(exit::SUCCESS);
+    }
+    writeln!(out, "journal    {}", args.path.display())?;
+    writeln!(out, "source     {}", stats.source)?;
+    for s in &stats.shards {
+        writeln!(
+            out,
+            "\n{}: {} epoch(s), positions {} .. {}",
+            s.shard,
+            s.epochs,
+            s.first.as_deref().unwrap_or("-"),
+            s.last.as_deref().unwrap_or("-")
+        )?;
+        let recs: Vec<String> = s.records.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(out, "  records   {}", recs.join(", "))?;
+        if let Some((a, b)) = s.time_range_ms {
+            let minutes = ((b - a) as f64 / 60_000.0).max(1.0 / 60.0);
+            let count: u64 = s.commands.values().map(|c| c.count).sum();
+            writeln!(
+                out,
+                "  stream    {} .. {}, {count} commands ({:.0}/min), {} transactions",
+                humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(a)
+                ),
+                humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(b)
+                ),
+                count as f64 / minutes,
+                s.transactions
+            )?;
+        }
+        match s.snapshot_epoch {
+            Some(e) => {
+                writeln!(out, "  snapshot of epoch {e}:")?;
+                writeln!(
+                    out,
+                    "  {:>4}  {:<8} {:>12} {:>12} {:>12}",
+                    "db", "type", "keys", "expiring", "bytes"
+                )?;
+                for (db, kinds) in &s.snapshot {
+                    for (kind, c) in kinds {
+                        writeln!(
+                            out,
+                            "  {db:>4}  {kind:<8} {:>12} {:>12} {:>12}",
+                            c.keys,
+                            c.expiring,
+                            human(c.bytes)
+                        )?;
+                    }
+                }
+            }
+            None => writeln!(out, "  no complete snapshot")?,
+        }
+        if !s.dangerous.is_empty() {
+            let d: Vec<String> = s
+                .dangerous
+                .iter()
+                .map(|(k, v)| format!("{k} x{v}"))
+                .collect();
+            writeln!(out, "  DANGEROUS commands in the stream: {}", d.join(", "))?;
+        }
+        if args.commands {
+            writeln!(out, "  {:<24} {:>12} {:>12}", "command", "count", "bytes")?;
+            let mut cmds: Vec<_> = s.commands.iter().collect();
+            cmds.sort_by_key(|(_, c)| std::cmp::Reverse(c.count));
+            for (name, c) in cmds {
+                writeln!(out, "  {name:<24} {:>12} {:>12}", c.count, human(c.bytes))?;
+            }
+            let dbs: Vec<String> = s
+                .commands_per_db
+                .iter()
+                .map(|(db, n)| format!("db{db}={n}"))
+                .collect();
+            writeln!(out, "  per db    {}", dbs.join(" "))?;
+            for t in &s.largest_transactions {
+                writeln!(
+                    out,
+                    "  transaction of {} commands at {}",
+                    t.commands, t.position
+                )?;
+            }
+        }
+        if big_n > 0 {
+            for (kind, keys) in &s.big_keys {
+                writeln!(out, "  largest {kind} keys:")?;
+                for k in keys {
+                    writeln!(out, "    {:>12}  db{} {}", human(k.bytes), k.db, k.key)?;
                 }
             }
         }

@@ -69,8 +69,9 @@ pub enum Command {
     /// snapshot and the live command stream into a journal; resumes an existing journal with a
     /// partial resync. SIGINT/SIGTERM seal the journal and exit 0.
     Capture(capture::CaptureArgs),
-    /// Audit an RDB file offline: statistics per database and type (default), or every key
-    /// with its decoded value (`--format jsonl`).
+    /// Audit an RDB file or a journal offline: statistics per database and type (default),
+    /// every key of an RDB with its decoded value (`--format jsonl`), a journal's stream commands
+    /// (`--commands`) and biggest keys (`--big-keys N`).
     Inspect(inspect::InspectArgs),
 }
 
