@@ -814,3 +814,89 @@ fn sentinel_failover_is_followed() {
         .count();
     assert_eq!(incrs, 6, "every INCR once across the failover");
 }
+
+/// A slot migration during capture: the moved key's removal (MIGRATE's DEL) is journaled in
+/// the source master's shard, its arrival (RESTORE-ASKING) in the destination's, and the new
+/// layout is recorded as a topology marker.
+#[test]
+fn slot_migration_keeps_the_moving_key() {
+    let cluster = Cluster::start("7.0", 3, 0);
+    let key = "{migrate}k";
+    let owner = cluster
+        .nodes
+        .iter()
+        .find(|n| !n.client().try_cmd(&["GET", key]).unwrap().is_error())
+        .unwrap();
+    let target = cluster.nodes.iter().find(|n| n.port != owner.port).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let child = spawn_capture(&["--source", &cluster.url(), "--journal", j.to_str().unwrap()]);
+    for n in &cluster.nodes {
+        crate::support::wait_until(30, "capture attached to every master", || {
+            n.client()
+                .info_field("replication", "connected_slaves")
+                .as_deref()
+                == Some("1")
+        });
+    }
+    let mut o = owner.client();
+    let mut t = target.client();
+    o.cmd(&["SET", key, "moving"]);
+    let slot = o
+        .cmd(&["CLUSTER", "KEYSLOT", key])
+        .as_int()
+        .unwrap()
+        .to_string();
+    let oid = o.text(&["CLUSTER", "MYID"]);
+    let tid = t.text(&["CLUSTER", "MYID"]);
+    t.cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &oid]);
+    o.cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &tid]);
+    o.cmd(&[
+        "MIGRATE",
+        "127.0.0.1",
+        &target.port.to_string(),
+        "",
+        "0",
+        "5000",
+        "KEYS",
+        key,
+    ]);
+    for n in &cluster.nodes {
+        n.client().cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &tid]);
+    }
+    t.cmd(&["SET", key, "moved"]);
+    std::thread::sleep(Duration::from_secs(7));
+    sigterm(&child);
+    assert_eq!(wait_output(child).code, 0);
+    let manifest = shake::journal::read_journal(&j).unwrap();
+    let mut del_seen = false;
+    let mut restore_seen = false;
+    let mut set_after = false;
+    let mut marker = false;
+    for s in &manifest.shards {
+        let all = entries(&j, &s.name);
+        marker |= all.iter().any(|e| {
+            matches!(
+                &e.record,
+                Record::Marker(shake::journal::Marker::Topology { .. })
+            )
+        });
+        for (_, argv) in commands(&all) {
+            let name = String::from_utf8_lossy(&argv[0]).to_uppercase();
+            let on_key = argv.get(1).is_some_and(|a| a == key.as_bytes());
+            del_seen |= name == "DEL" && on_key;
+            restore_seen |= name.starts_with("RESTORE") && on_key;
+            set_after |= name == "SET" && on_key && argv[2] == b"moved";
+        }
+    }
+    assert!(
+        del_seen,
+        "the source master's DEL of the moved key is journaled"
+    );
+    assert!(
+        restore_seen,
+        "the destination master's RESTORE of the moved key is journaled"
+    );
+    assert!(set_after, "writes after the move are journaled");
+    assert!(marker, "the new layout is recorded");
+}
