@@ -18,6 +18,7 @@
 //! | [`progress`]  | progress bars on a terminal, periodic log lines otherwise | indicatif, tracing |
 //! | [`rdb`]       | RDB files and streams: streaming reader (events with exact value bytes, bounded memory), decoders for every version/encoding, DUMP payloads, rewrite into commands | bytes only, no I/O runtime |
 //! | [`capture`]   | the replica side of the replication protocol (handshake, PSYNC, RDB transfer, stream with offsets, durable ACKs) and stream units (SELECT, MULTI/EXEC) | tokio, `net`, `resp` |
+//! | [`scan`]      | offline rayon scanners over journal frames: statistics, commands, big keys (`shake inspect DIR`) | `journal`, `rdb`, rayon |
 //! | [`units`]     | parsing of sizes (`64MiB`) and durations (`30s`) shared by every flag | nothing |
 //!
 //! The planned pipeline (capture → journal → inspect/filter → replay) and where each future
@@ -35,4 +36,5 @@ pub mod probe;
 pub mod progress;
 pub mod rdb;
 pub mod resp;
+pub mod scan;
 pub mod units;

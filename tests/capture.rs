@@ -3,13 +3,11 @@
 //! replica links killed, master restarts, `WAIT`, a small output-buffer limit, a cluster, and
 //! `--from-rdb`.
 
-use crate::support::{Client, Cluster, Server, shake, shake_run};
+use crate::support::{Client, Cluster, Load, Server, shake, shake_run};
 use shake::journal::{Entry, Record, RecoveryMode, ShardReader};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 fn entries(dir: &Path, shard: &str) -> Vec<Entry> {
@@ -75,11 +73,26 @@ fn string_value(encoded: &[u8]) -> i64 {
     }
 }
 
+/// Runs `shake capture --source SOURCE --journal JOURNAL --progress none EXTRA…` to its end.
+fn capture(source: &str, journal: &Path, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec![
+        "capture",
+        "--source",
+        source,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--progress",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    shake_run(&args)
+}
+
 fn spawn_capture(args: &[&str]) -> Child {
     shake()
         .arg("capture")
         .args(args)
-        .args(["--progress", "none", "-q"])
+        .args(["--progress", "none"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -155,16 +168,7 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
     populate_every_type(&mut c);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = capture(&s.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let snap = snapshot(&entries(&j, "shard-000"));
     let mut expected = 0;
@@ -200,50 +204,20 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
 #[test]
 fn stream_under_load_resumes_without_gap_or_duplicate() {
     let s = Server::start("7.0");
-    let port = s.port;
-    let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(AtomicU64::new(0));
-    let (stop2, written2) = (stop.clone(), written.clone());
-    let writer = std::thread::spawn(move || {
-        let mut c = Client::connect(port).unwrap();
-        while !stop2.load(Ordering::Relaxed) {
-            c.cmd(&["INCR", "counter"]);
-            c.cmd(&["RPUSH", "log", "x"]);
-            written2.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_micros(200));
-        }
+    let load = Load::start(s.port, Duration::from_micros(200), |c, _| {
+        c.cmd(&["INCR", "counter"]);
+        c.cmd(&["RPUSH", "log", "x"]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
     let js = j.to_str().unwrap();
     for _ in 0..2 {
-        let out = shake_run(&[
-            "capture",
-            "--source",
-            &s.url(),
-            "--journal",
-            js,
-            "--duration",
-            "1500ms",
-            "--progress",
-            "none",
-        ]);
+        let out = capture(&s.url(), Path::new(js), &["--duration", "1500ms"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
         std::thread::sleep(Duration::from_millis(300));
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        js,
-        "--duration",
-        "1s",
-        "--progress",
-        "none",
-    ]);
+    load.stop();
+    let out = capture(&s.url(), Path::new(js), &["--duration", "1s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout.contains("full syncs 0"),
@@ -295,16 +269,7 @@ fn every_version_of_the_matrix_with_modules() {
         }
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path().join("j");
-        let out = shake_run(&[
-            "capture",
-            "--source",
-            &s.url(),
-            "--journal",
-            j.to_str().unwrap(),
-            "--snapshot-only",
-            "--progress",
-            "none",
-        ]);
+        let out = capture(&s.url(), &j, &["--snapshot-only"]);
         assert_eq!(out.code, 0, "{v}: {}", out.stderr);
         let snap = snapshot(&entries(&j, "shard-000"));
         let keys = c.cmd(&["KEYS", "*"]);
@@ -333,15 +298,8 @@ fn kill9_of_capture_during_snapshot_and_stream() {
     let s = Server::start("7.0");
     s.client()
         .cmd(&["DEBUG", "POPULATE", "200000", "key", "100"]);
-    let port = s.port;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let writer = std::thread::spawn(move || {
-        let mut c = Client::connect(port).unwrap();
-        while !stop2.load(Ordering::Relaxed) {
-            c.cmd(&["INCR", "counter"]);
-            std::thread::sleep(Duration::from_micros(300));
-        }
+    let load = Load::start(s.port, Duration::from_micros(300), |c, _| {
+        c.cmd(&["INCR", "counter"]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
@@ -349,6 +307,10 @@ fn kill9_of_capture_during_snapshot_and_stream() {
     // Kill points: early (inside the snapshot of ~20 MB) and later (inside the stream).
     for (i, after_ms) in [40u64, 150, 900, 1300, 700].into_iter().enumerate() {
         let child = spawn_capture(&["--source", &s.url(), "--journal", js]);
+        // Count from the journal's creation: a kill before it exists tests nothing.
+        crate::support::wait_until(20, "the journal to exist", || {
+            j.join("journal.json").exists()
+        });
         std::thread::sleep(Duration::from_millis(after_ms));
         unsafe_kill(child.id(), "KILL");
         let out = wait_output(child);
@@ -356,19 +318,8 @@ fn kill9_of_capture_during_snapshot_and_stream() {
         let v = shake_run(&["verify", js]);
         assert_eq!(v.code, 0, "after kill {i}: {}", v.stdout);
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        js,
-        "--duration",
-        "2s",
-        "--progress",
-        "none",
-    ]);
+    load.stop();
+    let out = capture(&s.url(), Path::new(js), &["--duration", "8s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let all = entries(&j, "shard-000");
     let snap = snapshot(&all);
@@ -480,35 +431,14 @@ fn small_output_buffer_limit_full_sync_completes() {
         .start();
     let mut c = s.client();
     c.cmd(&["DEBUG", "POPULATE", "300000", "key", "200"]);
-    let port = s.port;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let writer = std::thread::spawn(move || {
-        let mut c = Client::connect(port).unwrap();
-        let v = "w".repeat(1000);
-        let mut i = 0u64;
-        while !stop2.load(Ordering::Relaxed) {
-            c.cmd(&["SET", &format!("w{}", i % 5000), &v]);
-            i += 1;
-            std::thread::sleep(Duration::from_micros(500));
-        }
+    let v = "w".repeat(1000);
+    let load = Load::start(s.port, Duration::from_micros(500), move |c, i| {
+        c.cmd(&["SET", &format!("w{}", i % 5000), &v]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--max-retries",
-        "2",
-        "--progress",
-        "none",
-    ]);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    let out = capture(&s.url(), &j, &["--snapshot-only", "--max-retries", "2"]);
+    load.stop();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("full syncs 1"), "{}", out.stdout);
     let snap = snapshot(&entries(&j, "shard-000"));
@@ -536,16 +466,7 @@ fn cluster_one_shard_per_master() {
     }
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &cluster.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = capture(&cluster.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let manifest = shake::journal::read_journal(&j).unwrap();
     assert_eq!(manifest.shards.len(), 3);
@@ -731,7 +652,8 @@ fn cluster_failover_is_followed_without_full_sync() {
         replica.client().cmd(&["INCR", key]);
     }
     assert_eq!(replica.client().cmd(&["GET", key]).as_int(), Some(10));
-    std::thread::sleep(Duration::from_secs(3));
+    // The layout watcher (every 5 s) records the failover as a topology marker.
+    std::thread::sleep(Duration::from_secs(7));
     sigterm(&child);
     let out = wait_output(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -750,5 +672,231 @@ fn cluster_failover_is_followed_without_full_sync() {
             .count();
     }
     assert_eq!(incrs, 10, "every INCR journaled once across the failover");
+    let marked = manifest.shards.iter().any(|s| {
+        entries(&j, &s.name).iter().any(|e| {
+            matches!(&e.record, Record::Marker(shake::journal::Marker::Topology { description, .. }) if description.contains(&replica.port.to_string()))
+        })
+    });
+    assert!(marked, "the new master appears in a topology marker");
     assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
+}
+
+/// `--shards` captures only the named shards; `--from-replicas` attaches to replicas.
+#[test]
+fn cluster_shards_selection_and_from_replicas() {
+    let cluster = Cluster::start("7.0", 3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = capture(
+        &cluster.url(),
+        &j,
+        &[
+            "--snapshot-only",
+            "--shards",
+            "shard-001",
+            "--from-replicas",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.matches("shard-0").count(), 1, "{}", out.stdout);
+    assert!(out.stdout.contains("shard-001"), "{}", out.stdout);
+    // The server named in the summary is a replica.
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    let addr = words[words.iter().position(|w| *w == "shard-001").unwrap() + 1].to_string();
+    let node = cluster
+        .nodes
+        .iter()
+        .find(|n| addr.ends_with(&format!(":{}", n.port)))
+        .unwrap();
+    assert_eq!(
+        node.client().info_field("replication", "role").as_deref(),
+        Some("slave"),
+        "{}",
+        out.stdout
+    );
+    // The other shards were not captured.
+    assert!(
+        ShardReader::open(&j, "shard-000", RecoveryMode::Refuse)
+            .unwrap()
+            .last()
+            .is_none()
+    );
+}
+
+/// A Sentinel failover: capture follows the promoted replica (partial resync through
+/// replid2) and journals every write once.
+#[test]
+fn sentinel_failover_is_followed() {
+    let master = Server::start("7.0");
+    let replica = Server::start("7.0");
+    replica
+        .client()
+        .cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+    crate::support::wait_until(20, "replica in sync", || {
+        replica
+            .client()
+            .info_field("replication", "master_link_status")
+            .as_deref()
+            == Some("up")
+    });
+    let sentinel = crate::support::Sentinel::start(&master);
+    let replica_port = replica.port.to_string();
+    crate::support::wait_until(30, "sentinel to see the replica", || {
+        let mut c = Client::connect(sentinel.port).unwrap();
+        let f = c.cmd(&["SENTINEL", "REPLICAS", "mymaster"]);
+        f.as_array().is_some_and(|a| {
+            a.iter().any(|r| {
+                r.field("port").and_then(|p| p.as_str()) == Some(replica_port.as_str())
+                    && r.field("flags").and_then(|p| p.as_str()) == Some("slave")
+            })
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let child = spawn_capture(&[
+        "--source",
+        &sentinel.url(),
+        "--sentinel-master",
+        "mymaster",
+        "--journal",
+        j.to_str().unwrap(),
+    ]);
+    crate::support::wait_until(20, "capture attached", || {
+        master
+            .client()
+            .info_field("replication", "connected_slaves")
+            .as_deref()
+            == Some("2")
+    });
+    // Both the real replica and capture hold every write before the failover (WAIT counts
+    // acknowledgements of this connection's own writes, so the same connection must ask).
+    let mut mc = master.client();
+    for _ in 0..3 {
+        mc.cmd(&["INCR", "n"]);
+    }
+    assert_eq!(mc.cmd(&["WAIT", "2", "5000"]).as_int(), Some(2));
+    assert_eq!(replica.client().cmd(&["GET", "n"]).as_int(), Some(3));
+    let mut s = Client::connect(sentinel.port).unwrap();
+    s.cmd(&["SENTINEL", "FAILOVER", "mymaster"]);
+    crate::support::wait_until(30, "the replica to be promoted", || {
+        replica
+            .client()
+            .info_field("replication", "role")
+            .as_deref()
+            == Some("master")
+    });
+    crate::support::wait_until(30, "capture attached to the new master", || {
+        replica
+            .client()
+            .info_field("replication", "connected_slaves")
+            .as_deref()
+            .is_some_and(|n| n != "0")
+            && master.client().info_field("replication", "role").as_deref() == Some("slave")
+    });
+    for _ in 0..3 {
+        replica.client().cmd(&["INCR", "n"]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&child);
+    let out = wait_output(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("full syncs 1"),
+        "{}{}\nnew master's log:\n{}\nsentinel log:\n{}",
+        out.stdout,
+        out.stderr,
+        std::fs::read_to_string(replica.log_path()).unwrap_or_default(),
+        std::fs::read_to_string(sentinel.dir().join("sentinel.log")).unwrap_or_default()
+    );
+    let incrs = commands(&entries(&j, "shard-000"))
+        .iter()
+        .filter(|(_, a)| a[0].eq_ignore_ascii_case(b"INCR"))
+        .count();
+    assert_eq!(incrs, 6, "every INCR once across the failover");
+}
+
+/// A slot migration during capture: the moved key's removal (MIGRATE's DEL) is journaled in
+/// the source master's shard, its arrival (RESTORE-ASKING) in the destination's, and the new
+/// layout is recorded as a topology marker.
+#[test]
+fn slot_migration_keeps_the_moving_key() {
+    let cluster = Cluster::start("7.0", 3, 0);
+    let key = "{migrate}k";
+    let owner = cluster
+        .nodes
+        .iter()
+        .find(|n| !n.client().try_cmd(&["GET", key]).unwrap().is_error())
+        .unwrap();
+    let target = cluster.nodes.iter().find(|n| n.port != owner.port).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let child = spawn_capture(&["--source", &cluster.url(), "--journal", j.to_str().unwrap()]);
+    for n in &cluster.nodes {
+        crate::support::wait_until(30, "capture attached to every master", || {
+            n.client()
+                .info_field("replication", "connected_slaves")
+                .as_deref()
+                == Some("1")
+        });
+    }
+    let mut o = owner.client();
+    let mut t = target.client();
+    o.cmd(&["SET", key, "moving"]);
+    let slot = o
+        .cmd(&["CLUSTER", "KEYSLOT", key])
+        .as_int()
+        .unwrap()
+        .to_string();
+    let oid = o.text(&["CLUSTER", "MYID"]);
+    let tid = t.text(&["CLUSTER", "MYID"]);
+    t.cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &oid]);
+    o.cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &tid]);
+    o.cmd(&[
+        "MIGRATE",
+        "127.0.0.1",
+        &target.port.to_string(),
+        "",
+        "0",
+        "5000",
+        "KEYS",
+        key,
+    ]);
+    for n in &cluster.nodes {
+        n.client().cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &tid]);
+    }
+    t.cmd(&["SET", key, "moved"]);
+    std::thread::sleep(Duration::from_secs(7));
+    sigterm(&child);
+    assert_eq!(wait_output(child).code, 0);
+    let manifest = shake::journal::read_journal(&j).unwrap();
+    let mut del_seen = false;
+    let mut restore_seen = false;
+    let mut set_after = false;
+    let mut marker = false;
+    for s in &manifest.shards {
+        let all = entries(&j, &s.name);
+        marker |= all.iter().any(|e| {
+            matches!(
+                &e.record,
+                Record::Marker(shake::journal::Marker::Topology { .. })
+            )
+        });
+        for (_, argv) in commands(&all) {
+            let name = String::from_utf8_lossy(&argv[0]).to_uppercase();
+            let on_key = argv.get(1).is_some_and(|a| a == key.as_bytes());
+            del_seen |= name == "DEL" && on_key;
+            restore_seen |= name.starts_with("RESTORE") && on_key;
+            set_after |= name == "SET" && on_key && argv[2] == b"moved";
+        }
+    }
+    assert!(
+        del_seen,
+        "the source master's DEL of the moved key is journaled"
+    );
+    assert!(
+        restore_seen,
+        "the destination master's RESTORE of the moved key is journaled"
+    );
+    assert!(set_after, "writes after the move are journaled");
+    assert!(marker, "the new layout is recorded");
 }

@@ -5,6 +5,8 @@ mod support;
 
 mod capture;
 mod harness;
+mod inspect_journal;
+mod inspect_rdb;
 mod probe;
 mod replica;
 
@@ -16,3 +18,5 @@ mod journal_roundtrip;
 mod journal_util;
 mod journal_verify_cli;
 mod rdb_corpus;
+mod rdb_props;
+mod rdb_server;

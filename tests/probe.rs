@@ -301,17 +301,9 @@ fn small_backlog_under_write_load_is_warned() {
     let s = Server::builder("7.0")
         .arg("repl-backlog-size", "16kb")
         .start();
-    let port = s.port;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let writer = std::thread::spawn(move || {
-        let mut c = crate::support::Client::connect(port).unwrap();
-        let value = "x".repeat(1000);
-        let mut i = 0u64;
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && i < 2_000_000 {
-            c.cmd(&["SET", &format!("k{}", i % 1000), &value]);
-            i += 1;
-        }
+    let value = "x".repeat(1000);
+    let load = crate::support::Load::start(s.port, std::time::Duration::ZERO, move |c, i| {
+        c.cmd(&["SET", &format!("k{}", i % 1000), &value]);
     });
     let out = shake_run(&[
         "probe",
@@ -322,8 +314,7 @@ fn small_backlog_under_write_load_is_warned() {
         "--format",
         "json",
     ]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
+    load.stop();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let j: Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(

@@ -31,6 +31,8 @@ struct Parsed {
     keys: Vec<(KeyMeta, J)>,
     aux: BTreeMap<String, String>,
     functions: Vec<String>,
+    slot_info: Vec<(u64, u64, u64)>,
+    resize_db: Vec<(u64, u64)>,
     checksum: Option<ChecksumStatus>,
     remaining: Vec<u8>,
 }
@@ -64,6 +66,15 @@ fn parse(path: &Path) -> Result<Parsed, Error> {
                 out.aux.insert(text(&name), text(&value));
             }
             Event::Function(f) => out.functions.push(text(&f.code)),
+            Event::SlotInfo {
+                slot,
+                size,
+                expires,
+            } => out.slot_info.push((slot, size, expires)),
+            Event::ResizeDb {
+                db_size,
+                expires_size,
+            } => out.resize_db.push((db_size, expires_size)),
             Event::End(sum) => out.checksum = Some(sum.status()),
             _ => {}
         }
@@ -359,6 +370,22 @@ fn librdb_data_json_expectations_match() {
                     mine.sort();
                     if theirs != mine {
                         fail("functions differ".into());
+                    }
+                }
+                "__slotinfo__" => {
+                    let want = (
+                        v["slotId"].as_u64().unwrap(),
+                        v["slotSize"].as_u64().unwrap(),
+                        v["slotSExpiresSize"].as_u64().unwrap(),
+                    );
+                    if parsed.slot_info != [want] {
+                        fail(format!("slot info {:?} vs {want:?}", parsed.slot_info));
+                    }
+                }
+                "__dbsize__" => {
+                    let want = (v["size"].as_u64().unwrap(), v["expires"].as_u64().unwrap());
+                    if parsed.resize_db != [want] {
+                        fail(format!("resize db {:?} vs {want:?}", parsed.resize_db));
                     }
                 }
                 k if k.starts_with("__") => {}

@@ -254,6 +254,7 @@ pub async fn plan(opts: &CaptureOptions) -> Result<Vec<ShardJob>, Error> {
             snapshot_only: opts.snapshot_only,
             max_retries: opts.max_retries,
             queue_warn: 64 << 20,
+            topology: None,
         })
         .collect();
     if jobs.is_empty() {
@@ -267,6 +268,49 @@ pub async fn plan(opts: &CaptureOptions) -> Result<Vec<ShardJob>, Error> {
         )));
     }
     Ok(jobs)
+}
+
+/// Describes a cluster layout in one line: each master with its slot ranges, by first slot.
+pub fn describe(t: &topology::Topology) -> String {
+    t.shards
+        .iter()
+        .map(|s| {
+            let ranges: Vec<String> = s.slots.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+            format!("{} {}", s.master.addr(), ranges.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Watches a cluster's layout every `every`, through any of `seeds`, and publishes its
+/// description when it changes. Runs until the receivers are gone.
+pub async fn watch_topology(
+    seeds: Vec<Endpoint>,
+    connect: ConnectOptions,
+    every: std::time::Duration,
+    tx: tokio::sync::watch::Sender<String>,
+) {
+    let mut last = tx.borrow().clone();
+    loop {
+        tokio::time::sleep(every).await;
+        if tx.is_closed() {
+            return;
+        }
+        for seed in &seeds {
+            let Ok(mut c) = Connection::connect(seed, &connect).await else {
+                continue;
+            };
+            let Ok(t) = topology::discover(&mut c).await else {
+                continue;
+            };
+            let desc = describe(&t);
+            if desc != last {
+                last = desc.clone();
+                let _ = tx.send(desc);
+            }
+            break;
+        }
+    }
 }
 
 /// Captures an RDB file into a new one-shard journal. Returns what the snapshot held.

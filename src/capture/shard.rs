@@ -60,6 +60,9 @@ pub struct ShardJob {
     pub max_retries: Option<u32>,
     /// Queued bytes (disk behind the socket) above which a warning is logged.
     pub queue_warn: u64,
+    /// Descriptions of the cluster's layout, updated when it changes (slot migrations,
+    /// failovers); each change is recorded as a topology marker in the shard's journal.
+    pub topology: Option<watch::Receiver<String>>,
 }
 
 /// Live status of a shard, for progress output and metrics.
@@ -150,10 +153,13 @@ async fn locate(locator: &Locator, connect: &ConnectOptions) -> Result<Endpoint,
                                 .replicas
                                 .iter()
                                 .find(|r| r.health == "online")
+                                // 7.0 reports a replica as "loading" while its offset is 0.
+                                .or_else(|| shard.replicas.iter().find(|r| r.health != "failed"))
                                 .unwrap_or(&shard.master)
                         } else {
                             &shard.master
                         };
+                        tracing::debug!(slot, master = %shard.master.addr(), replicas = ?shard.replicas, chosen = %node.addr(), "located the shard's server");
                         return Ok(seed.with_addr(node.host.clone(), node.port));
                     }
                     Err(e) => last = e.to_string(),
@@ -412,9 +418,26 @@ async fn session(
     let mut stream = StreamState::new(*db);
     let mut published = handle.published.clone();
     let mut warned_queue = false;
+    let mut topology = job.topology.clone();
     loop {
+        let topology_changed = async {
+            match topology.as_mut() {
+                Some(t) => t.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         let event = tokio::select! {
             ev = session.next() => ev,
+            changed = topology_changed => {
+                if changed {
+                    let desc = topology.as_mut().map(|t| t.borrow_and_update().clone()).unwrap_or_default();
+                    tracing::info!(shard = %job.name, "cluster topology changed: {desc}");
+                    send(Msg::Topology(desc))?;
+                } else {
+                    topology = None;
+                }
+                continue;
+            }
             _ = stop.changed() => {
                 if in_snapshot {
                     let _ = handle.send(Msg::SnapshotAborted("stopped by the operator".into()));
@@ -492,11 +515,19 @@ async fn session(
                         {
                             *db = super::stream::db_after(*d, commands);
                         }
+                        // Resume after the last *journaled* unit only: keepalives and SELECTs
+                        // are not journaled, and bytes a failed-over master sent that its
+                        // successor never saw (sentinel hellos, PINGs) must not push the resume
+                        // point past what the successor can continue from.
+                        let journaled =
+                            matches!(unit, Unit::Command { .. } | Unit::Transaction { .. });
                         send(Msg::Unit(unit, now_ms()))?;
-                        *resume = Resume::From {
-                            replid: session.replid().to_string(),
-                            offset,
-                        };
+                        if journaled {
+                            *resume = Resume::From {
+                                replid: session.replid().to_string(),
+                                offset,
+                            };
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => return Err(err(format!("{}: {e}", endpoint.addr()), true)),

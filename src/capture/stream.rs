@@ -184,6 +184,15 @@ impl StreamState {
                 }
             }
             b"PING" | b"REPLCONF" if self.multi.is_none() => Ok(Some(Unit::Keepalive { offset })),
+            // Sentinels' hello messages travel as PUBLISH through the replication stream; they
+            // are cluster chatter, not data, and journaling them would make a capture diverge
+            // from a promoted replica that never received the last ones.
+            b"PUBLISH"
+                if self.multi.is_none()
+                    && argv.get(1).is_some_and(|c| c.starts_with(b"__sentinel__:")) =>
+            {
+                Ok(Some(Unit::Keepalive { offset }))
+            }
             _ => match &mut self.multi {
                 Some(cmds) => {
                     cmds.push(argv);

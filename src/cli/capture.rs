@@ -155,7 +155,24 @@ pub async fn run(args: CaptureArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         snapshot_only: args.snapshot_only,
         max_retries: args.max_retries,
     };
-    let jobs = plan::plan(&opts).await?;
+    let mut jobs = plan::plan(&opts).await?;
+    // A cluster's layout is watched; every change becomes a marker in each shard's journal.
+    if let Some(shard::Locator::Cluster { seeds, .. }) = jobs.first().map(|j| j.locator.clone()) {
+        let initial = {
+            let mut c = crate::net::Connection::connect(&opts.source, &opts.connect).await?;
+            plan::describe(&crate::net::topology::discover(&mut c).await?)
+        };
+        let (tx, rx) = tokio::sync::watch::channel(initial);
+        for j in &mut jobs {
+            j.topology = Some(rx.clone());
+        }
+        tokio::spawn(plan::watch_topology(
+            seeds,
+            opts.connect.clone(),
+            Duration::from_secs(5),
+            tx,
+        ));
+    }
     tracing::info!(journal = %args.journal.display(), shards = jobs.len(), "capture starting");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let statuses: Vec<(String, Arc<Mutex<ShardStatus>>)> = jobs
@@ -262,8 +279,25 @@ fn spawn_reporter(
         if mode == ProgressMode::None {
             return;
         }
-        let every = if mode == ProgressMode::Bar {
-            Duration::from_secs(2)
+        let bars = (mode == ProgressMode::Bar).then(|| {
+            let multi = indicatif::MultiProgress::new();
+            let style =
+                indicatif::ProgressStyle::with_template("{prefix:>10} {spinner} {wide_msg}").ok();
+            let bars: Vec<indicatif::ProgressBar> = statuses
+                .iter()
+                .map(|(name, _)| {
+                    let b = multi.add(indicatif::ProgressBar::new_spinner());
+                    if let Some(st) = &style {
+                        b.set_style(st.clone());
+                    }
+                    b.set_prefix(name.clone());
+                    b
+                })
+                .collect();
+            (multi, bars)
+        });
+        let every = if bars.is_some() {
+            Duration::from_millis(500)
         } else {
             every
         };
@@ -296,6 +330,21 @@ fn spawn_reporter(
                     ),
                     _ => format!("{} ({}/s)", human(s.rdb_received), human(rate as u64)),
                 };
+                let lag = s.master_offset.map(|m| m.saturating_sub(s.durable));
+                if let Some((_, bars)) = &bars {
+                    bars[i].set_message(format!(
+                        "{} | {} | snapshot {snapshot}, {} keys | offset {} durable {} lag {} | {cmd_rate:.0} cmd/s | reconnects {}",
+                        s.server,
+                        s.phase,
+                        s.keys,
+                        s.offset,
+                        s.durable,
+                        lag.map(human).unwrap_or_else(|| "?".into()),
+                        s.reconnects
+                    ));
+                    bars[i].tick();
+                    continue;
+                }
                 tracing::info!(
                     shard = %name,
                     server = %s.server,
@@ -304,7 +353,7 @@ fn spawn_reporter(
                     keys = s.keys,
                     offset = s.offset,
                     durable = s.durable,
-                    lag_bytes = s.master_offset.map(|m| m.saturating_sub(s.durable)),
+                    lag_bytes = lag,
                     commands_per_sec = format!("{cmd_rate:.0}"),
                     queued = %human(s.queued),
                     reconnects = s.reconnects,

@@ -6,6 +6,7 @@
 
 pub mod capture;
 mod endpoint;
+pub mod inspect;
 pub mod probe;
 pub mod verify;
 
@@ -68,6 +69,10 @@ pub enum Command {
     /// snapshot and the live command stream into a journal; resumes an existing journal with a
     /// partial resync. SIGINT/SIGTERM seal the journal and exit 0.
     Capture(capture::CaptureArgs),
+    /// Audit an RDB file or a journal offline: statistics per database and type (default),
+    /// every key of an RDB with its decoded value (`--format jsonl`), a journal's stream commands
+    /// (`--commands`) and biggest keys (`--big-keys N`).
+    Inspect(inspect::InspectArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -86,5 +91,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Probe(args) => probe::run(args, &cli.global).await,
         Command::Verify(args) => verify::run(args, &cli.global).await,
         Command::Capture(args) => capture::run(args, &cli.global).await,
+        Command::Inspect(args) => inspect::run(args, &cli.global).await,
     }
 }

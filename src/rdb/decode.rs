@@ -284,10 +284,6 @@ pub struct Elements {
     base: usize,
 }
 
-fn elem_bytes(r: Option<MResult<Elem>>) -> Option<MResult<Bytes>> {
-    r.map(|r| r.map(Elem::into_bytes))
-}
-
 impl Elements {
     fn strings(c: BCursor) -> MResult<Self> {
         Self::strings_times(c, 1)
@@ -335,7 +331,7 @@ impl Elements {
         })
     }
 
-    fn next_inner(src: &mut Source) -> Option<MResult<Bytes>> {
+    fn next_inner(src: &mut Source) -> Option<MResult<Elem>> {
         match src {
             Source::Done => None,
             Source::Strings { c, left } => {
@@ -343,11 +339,11 @@ impl Elements {
                     return None;
                 }
                 *left -= 1;
-                Some(c.string())
+                Some(c.string().map(Elem::Str))
             }
-            Source::Listpack(it) => elem_bytes(it.next()),
-            Source::Ziplist(it) => elem_bytes(it.next()),
-            Source::Intset(it) => it.next().map(|r| r.map(|i| Bytes::from(i.to_string()))),
+            Source::Listpack(it) => it.next(),
+            Source::Ziplist(it) => it.next(),
+            Source::Intset(it) => it.next().map(|r| r.map(Elem::Int)),
             Source::Quicklist {
                 c,
                 nodes_left,
@@ -356,7 +352,7 @@ impl Elements {
                 plain,
             } => loop {
                 if let Some(p) = plain.take() {
-                    return Some(Ok(p));
+                    return Some(Ok(Elem::Str(p)));
                 }
                 if let Some(n) = node {
                     match Self::next_inner(n) {
@@ -402,16 +398,23 @@ impl Elements {
     }
 }
 
-impl Iterator for Elements {
-    type Item = MResult<Bytes>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl Elements {
+    /// The next element as stored (integers not yet turned into text).
+    pub fn next_elem(&mut self) -> Option<MResult<Elem>> {
         let r = Self::next_inner(&mut self.src);
         if let Some(Err(_)) = r {
             self.src = Source::Done;
             return r.map(|r| r.map_err(|e| e.shift(self.base)));
         }
         r
+    }
+}
+
+impl Iterator for Elements {
+    type Item = MResult<Bytes>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_elem().map(|r| r.map(Elem::into_bytes))
     }
 }
 
@@ -767,6 +770,21 @@ mod tests {
         };
         let ttl: Vec<_> = h.map(|f| f.unwrap().expire_ms).collect();
         assert_eq!(ttl, vec![Some(1_700_000_000_000), None]);
+    }
+
+    /// Regression: type 4 (hash table) stores the number of *pairs*; the first decoder read
+    /// that many strings and failed on `hash_v3.rdb`, `encodings.rdb` and `parser_filters.rdb`.
+    #[test]
+    fn regression_hash_table_count_is_pairs() {
+        let mut v = Vec::new();
+        length::encode(2, &mut v);
+        for s in [&b"f1"[..], b"v1", b"f2", b"v2"] {
+            string::encode(s, &mut v);
+        }
+        let Value::Hash(h) = decode(ObjectType::Hash, v.into()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(h.map(Result::unwrap).count(), 2);
     }
 
     #[test]

@@ -211,6 +211,9 @@ pub enum Compat {
 }
 
 /// Decides how a value of type `t` labelled `src_version` reaches `dest`.
+///
+/// For module values the answer assumes the destination has the module loaded (RESTORE fails
+/// with "Bad data format" otherwise, verified on 6.2); nothing else can carry them.
 pub fn compatibility(t: ObjectType, src_version: u16, dest: Destination) -> Compat {
     if !dest.knows_type(t) {
         let reason = format!(

@@ -23,7 +23,7 @@ pub enum LenOrEnc {
 }
 
 /// Reads a length field at the start of `buf`. `Ok(None)` means more bytes are needed.
-#[inline]
+#[inline(always)]
 pub fn parse(buf: &[u8]) -> MResult<Option<(LenOrEnc, usize)>> {
     let Some(&b) = buf.first() else {
         return Ok(None);
@@ -62,7 +62,7 @@ pub fn parse(buf: &[u8]) -> MResult<Option<(LenOrEnc, usize)>> {
 }
 
 /// Reads a plain length (the special string form is an error here).
-#[inline]
+#[inline(always)]
 pub fn parse_len(buf: &[u8]) -> MResult<Option<(u64, usize)>> {
     match parse(buf)? {
         None => Ok(None),

@@ -55,6 +55,7 @@ pub mod zipmap;
 pub use decode::{Value, decode};
 pub use error::{Error, Malformed};
 pub use reader::{
-    Checksum, ChecksumStatus, Event, Key, KeyMeta, ReadEvents, Reader, ReaderOptions,
+    Checksum, ChecksumStatus, Event, EventRef, Key, KeyMeta, KeyRef, ReadEvents, Reader,
+    ReaderOptions,
 };
 pub use version::{Flavor, Header, Kind, ObjectType};

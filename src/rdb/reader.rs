@@ -19,14 +19,14 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Read;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::checksum::{Crc64, unappend};
 use super::cursor::Cursor;
 use super::error::{Error, Malformed, printable_key};
-use super::string;
+use super::string::{self, StrHeader};
 use super::version::{Header, ObjectType, opcode};
-use super::walk::{Body, Task, Walked, Walker, value_tasks};
+use super::walk::{Body, Task, Walked, Walker, measure_simple, value_tasks};
 
 /// Reader settings.
 #[derive(Debug, Clone)]
@@ -236,6 +236,51 @@ impl Checksum {
     }
 }
 
+/// A key record lent from the reader's buffer by [`Reader::advance`] / [`Reader::current`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    /// Database.
+    pub db: u64,
+    /// The key (raw keys only: integer/LZF keys come as owned events).
+    pub key: &'a [u8],
+    /// Object type.
+    pub object_type: ObjectType,
+    /// Absolute expiry in ms.
+    pub expire_ms: Option<i64>,
+    /// LRU idle seconds.
+    pub idle_secs: Option<u64>,
+    /// LFU counter.
+    pub freq: Option<u8>,
+    /// Absolute offset of the type byte.
+    pub offset: u64,
+    /// Absolute offset of the value.
+    pub value_offset: u64,
+    /// The value's exact encoded bytes.
+    pub value: &'a [u8],
+}
+
+/// An event as lent by [`Reader::current`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EventRef<'a> {
+    /// A key borrowed from the input buffer.
+    Key(KeyRef<'a>),
+    /// Any other event (including keys that did not fit the zero-copy path).
+    Owned(&'a Event),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct KeyPlan {
+    db: u64,
+    object_type: ObjectType,
+    expire_ms: Option<i64>,
+    idle_secs: Option<u64>,
+    freq: Option<u8>,
+    offset: u64,
+    key_start: usize,
+    key_end: usize,
+    end: usize,
+}
+
 #[derive(Debug)]
 enum State {
     Header,
@@ -281,6 +326,11 @@ pub struct Reader {
     /// CRC of the bytes from the magic through the EOF opcode, once known.
     crc_final: Option<u64>,
     pending: VecDeque<Event>,
+    /// The key record lent by [`Reader::advance`] (kept apart from `owned` so the hot path
+    /// moves a few words, not a whole [`Event`]).
+    lent: Option<KeyPlan>,
+    /// The owned event prepared by [`Reader::advance`].
+    owned: Option<Event>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -315,11 +365,14 @@ impl Reader {
             crc: Crc64::new(),
             crc_final: None,
             pending: VecDeque::new(),
+            lent: None,
+            owned: None,
         }
     }
 
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
+        self.release();
         if self.crc_final.is_none() {
             self.crc.update(data);
         }
@@ -329,6 +382,7 @@ impl Reader {
     /// Reads up to `max` bytes from `src` straight into the buffer. Returns the count (0 at end
     /// of input).
     pub fn fill_from(&mut self, src: &mut impl Read, max: usize) -> std::io::Result<usize> {
+        self.release();
         let old = self.buf.len();
         self.buf.resize(old + max, 0);
         let r = loop {
@@ -368,6 +422,7 @@ impl Reader {
     /// Takes the buffered bytes that follow the RDB (the start of a replication command
     /// stream). Only meaningful once [`Reader::is_done`].
     pub fn take_remaining(&mut self) -> Bytes {
+        self.release();
         self.buf.split().freeze()
     }
 
@@ -411,6 +466,8 @@ impl Reader {
 
     /// The next event, `Ok(None)` when more bytes are needed (or after the end).
     pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        self.release();
+        self.owned = None;
         if let Some(e) = self.pending.pop_front() {
             return Ok(Some(e));
         }
@@ -432,6 +489,11 @@ impl Reader {
                     let Some(&op) = self.buf.first() else {
                         return Ok(None);
                     };
+                    if op < opcode::UPDATE {
+                        if let Some(e) = self.whole_key(op) {
+                            return Ok(Some(e));
+                        }
+                    }
                     if let Some(e) = self.start_record(op)? {
                         return Ok(Some(e));
                     }
@@ -582,6 +644,121 @@ impl Reader {
             };
             e.at(self.consumed, key)
         })
+    }
+
+    /// Fast path for the common case: a key record with a raw key that is entirely in the
+    /// buffer and not big. Frames it in one pass and consumes it with a single split. Anything
+    /// else (incomplete, big, integer/LZF key, unknown type, malformed) returns `None` and
+    /// goes through the general state machine, which also produces the errors.
+    fn whole_key(&mut self, op: u8) -> Option<Event> {
+        let plan = self.plan_whole_key(op)?;
+        let rec = self.consume(plan.end);
+        Some(Event::Key(Key {
+            meta: KeyMeta {
+                db: plan.db,
+                key: rec.slice(plan.key_start..plan.key_end),
+                object_type: plan.object_type,
+                expire_ms: plan.expire_ms,
+                idle_secs: plan.idle_secs,
+                freq: plan.freq,
+                offset: plan.offset,
+                value_offset: plan.offset + plan.key_end as u64,
+            },
+            value: rec.slice(plan.key_end..),
+        }))
+    }
+
+    /// Frames a whole key record at the start of the buffer without consuming it (see
+    /// [`Reader::whole_key`]); takes the pending expiry/IDLE/FREQ when it succeeds.
+    fn plan_whole_key(&mut self, op: u8) -> Option<KeyPlan> {
+        let t = ObjectType::from_byte(op, self.header?.flavor)?;
+        let tasks = value_tasks(t)?;
+        let (StrHeader::Raw { len }, h) = string::parse_header(&self.buf[1..]).ok()?? else {
+            return None;
+        };
+        let key_start = 1 + h;
+        let key_end = key_start.checked_add(usize::try_from(len).ok()?)?;
+        if key_end > self.buf.len() {
+            return None;
+        }
+        let end = match measure_simple(tasks, &self.buf, key_end) {
+            Some(end) => end,
+            None => {
+                self.walker.start(tasks);
+                let mut pos = key_end;
+                match self.walker.walk(&self.buf, &mut pos) {
+                    Ok(Walked::Done) => pos,
+                    _ => return None,
+                }
+            }
+        };
+        if end - key_end > self.opts.chunk_threshold {
+            return None;
+        }
+        let prefix = std::mem::take(&mut self.prefix);
+        Some(KeyPlan {
+            db: self.db,
+            object_type: t,
+            expire_ms: prefix.expire_ms,
+            idle_secs: prefix.idle_secs,
+            freq: prefix.freq,
+            offset: self.consumed,
+            key_start,
+            key_end,
+            end,
+        })
+    }
+
+    /// Releases the record lent by the last [`Reader::advance`] (an O(1) pointer move).
+    fn release(&mut self) {
+        if let Some(plan) = self.lent.take() {
+            self.buf.advance(plan.end);
+            self.consumed += plan.end as u64;
+        }
+    }
+
+    /// Prepares the next event for [`Reader::current`], `Ok(false)` when more bytes are needed
+    /// (or after the end).
+    ///
+    /// This is the zero-copy face of the reader: a whole key record with a raw key is lent
+    /// straight from the input buffer (no reference counting, no copy) until the next call;
+    /// every other event is the owned [`Event`]. Use it when the caller copies what it keeps
+    /// anyway (a journal writer, a scanner); [`Reader::next_event`] when events must outlive
+    /// the call.
+    pub fn advance(&mut self) -> Result<bool, Error> {
+        self.release();
+        self.owned = None;
+        if self.pending.is_empty() && matches!(self.state, State::RecordStart) {
+            if let Some(&op) = self.buf.first() {
+                if op < opcode::UPDATE {
+                    if let Some(plan) = self.plan_whole_key(op) {
+                        self.lent = Some(plan);
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        self.owned = self.next_event()?;
+        Ok(self.owned.is_some())
+    }
+
+    /// The event prepared by the last successful [`Reader::advance`].
+    pub fn current(&self) -> Option<EventRef<'_>> {
+        match (&self.lent, &self.owned) {
+            (None, None) => None,
+            (None, Some(e)) => Some(EventRef::Owned(e)),
+            (Some(p), _) => Some(EventRef::Key(KeyRef {
+                db: p.db,
+                key: &self.buf[p.key_start..p.key_end],
+                object_type: p.object_type,
+                expire_ms: p.expire_ms,
+                idle_secs: p.idle_secs,
+                freq: p.freq,
+                offset: p.offset,
+                value_offset: p.offset + p.key_end as u64,
+                value: &self.buf[p.key_end..p.end],
+            })),
+        }
     }
 
     /// Sets up the record starting with `op`; returns an event for one-byte records.
@@ -786,6 +963,28 @@ impl<R: Read> ReadEvents<R> {
         &mut self.reader
     }
 
+    /// Prepares the next event for [`ReadEvents::current`] (the zero-copy path, see
+    /// [`Reader::advance`]); `Ok(false)` after the end.
+    pub fn advance(&mut self) -> Result<bool, Error> {
+        loop {
+            if self.reader.advance()? {
+                return Ok(true);
+            }
+            if self.reader.is_done() {
+                return Ok(false);
+            }
+            if self.reader.fill_from(&mut self.src, 256 << 10)? == 0 {
+                self.reader.finish()?;
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The event prepared by the last successful [`ReadEvents::advance`].
+    pub fn current(&self) -> Option<EventRef<'_>> {
+        self.reader.current()
+    }
+
     /// The next event, `Ok(None)` after the end.
     pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
         loop {
@@ -926,6 +1125,45 @@ mod tests {
     }
 
     #[test]
+    fn lent_events_equal_owned_events() {
+        let bytes = sample(3000);
+        let opts = ReaderOptions {
+            chunk_threshold: 1024,
+            ..Default::default()
+        };
+        for step in [1, 7, 100, bytes.len()] {
+            // piece boundaries follow the input chunks: compare at the same step
+            let owned = all_events(&bytes, opts.clone(), step).unwrap();
+            let mut r = Reader::new(opts.clone());
+            let mut lent = Vec::new();
+            for chunk in bytes.chunks(step) {
+                r.feed(chunk);
+                while r.advance().unwrap() {
+                    lent.push(match r.current().unwrap() {
+                        EventRef::Owned(e) => e.clone(),
+                        EventRef::Key(k) => Event::Key(Key {
+                            meta: KeyMeta {
+                                db: k.db,
+                                key: Bytes::copy_from_slice(k.key),
+                                object_type: k.object_type,
+                                expire_ms: k.expire_ms,
+                                idle_secs: k.idle_secs,
+                                freq: k.freq,
+                                offset: k.offset,
+                                value_offset: k.value_offset,
+                            },
+                            value: Bytes::copy_from_slice(k.value),
+                        }),
+                    });
+                }
+            }
+            r.finish().unwrap();
+            assert_eq!(lent, owned, "step {step}");
+            assert_eq!(r.offset(), bytes.len() as u64);
+        }
+    }
+
+    #[test]
     fn big_values_come_in_pieces_with_exact_bytes() {
         let bytes = sample(100_000);
         let opts = ReaderOptions {
@@ -955,6 +1193,34 @@ mod tests {
             assert_eq!(value, expect);
             assert!(matches!(ev[i + 1], Event::End(_)));
         }
+    }
+
+    #[test]
+    fn memory_stays_bounded_for_a_value_far_above_the_threshold() {
+        // 24 MiB string, 1 MiB threshold, fed 64 KiB at a time: the buffer never holds more
+        // than about one threshold plus one input chunk.
+        let bytes = sample(24 << 20);
+        let opts = ReaderOptions {
+            chunk_threshold: 1 << 20,
+            ..Default::default()
+        };
+        let mut r = Reader::new(opts);
+        let (mut max, mut pieces, mut total) = (0, 0, 0);
+        for chunk in bytes.chunks(64 << 10) {
+            r.feed(chunk);
+            max = max.max(r.buffered());
+            while let Some(e) = r.next_event().unwrap() {
+                if let Event::BigKeyPiece(p) = e {
+                    assert!(p.len() <= (1 << 20) + (64 << 10));
+                    pieces += 1;
+                    total += p.len();
+                }
+            }
+        }
+        r.finish().unwrap();
+        assert!(max <= (1 << 20) + 2 * (64 << 10), "buffer grew to {max}");
+        assert!(pieces >= 24);
+        assert_eq!(total, (24 << 20) + 5, "length header + payload");
     }
 
     #[test]
@@ -1011,6 +1277,65 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("offset 9"));
+    }
+
+    #[test]
+    fn type_22_follows_the_magic_and_newer_types_stop_with_a_clear_error() {
+        let record = |magic: &[u8], ty: u8| {
+            let mut v = magic.to_vec();
+            v.push(ty);
+            string::encode(b"k", &mut v);
+            length::encode(1, &mut v);
+            string::encode(b"f", &mut v);
+            string::encode(b"v", &mut v);
+            v.extend_from_slice(&(-1i64).to_le_bytes()); // Valkey HASH_2 layout
+            v
+        };
+        // Valkey: HASH_2 = field, value, 8-byte expiry
+        let mut r = Reader::default();
+        r.feed(&record(b"VALKEY080", 22));
+        let ev: Vec<Event> = std::iter::from_fn(|| r.next_event().unwrap()).collect();
+        let Event::Key(k) = &ev[1] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(k.meta.object_type, ObjectType::ValkeyHash2);
+
+        // Redis 7.4-rc: the same byte is HASH_METADATA_PRE_GA = ttl, field, value
+        let mut v = b"REDIS0012".to_vec();
+        v.push(22);
+        string::encode(b"k", &mut v);
+        length::encode(1, &mut v);
+        length::encode(0, &mut v);
+        string::encode(b"f", &mut v);
+        string::encode(b"v", &mut v);
+        let mut r = Reader::default();
+        r.feed(&v);
+        let ev: Vec<Event> = std::iter::from_fn(|| r.next_event().unwrap()).collect();
+        let Event::Key(k) = &ev[1] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(k.meta.object_type, ObjectType::HashMetadataPreGa);
+
+        // RDB 13 with accept_newer: type 26 (stream v4) is refused with its offset and version
+        let mut r = Reader::new(ReaderOptions {
+            accept_newer: true,
+            ..Default::default()
+        });
+        r.feed(&record(b"REDIS0013", 26));
+        assert!(matches!(r.next_event().unwrap(), Some(Event::Header(_))));
+        let err = r.next_event().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnknownType {
+                    offset: 9,
+                    byte: 26,
+                    version: 13,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

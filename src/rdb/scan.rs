@@ -12,7 +12,7 @@ use std::io::Read;
 use bytes::{Bytes, BytesMut};
 
 use super::error::Error;
-use super::reader::{Checksum, Event, Function, KeyMeta, ReadEvents, ReaderOptions};
+use super::reader::{Checksum, Event, EventRef, Function, KeyMeta, ReadEvents, ReaderOptions};
 use super::version::{Header, Kind};
 
 /// One key of the file.
@@ -179,6 +179,66 @@ impl<R: Read> Scanner<R> {
     }
 }
 
+/// Statistics of a whole RDB without keeping any value: the zero-copy path of the reader
+/// ([`super::Reader::advance`]), for `inspect --stats` on large files.
+pub fn stats(src: impl Read, opts: ReaderOptions) -> Result<Stats, Error> {
+    let mut events = ReadEvents::new(src, opts);
+    let mut st = Stats::default();
+    let count = |st: &mut Stats, db: u64, kind: Kind, expires: bool, len: u64| {
+        let s = st.per_db.entry(db).or_default().entry(kind).or_default();
+        s.keys += 1;
+        s.with_expiry += u64::from(expires);
+        s.value_bytes += len;
+        s.max_value_bytes = s.max_value_bytes.max(len);
+    };
+    let mut big: Option<(u64, Kind, bool, u64)> = None;
+    while events.advance()? {
+        match events.current() {
+            Some(EventRef::Key(k)) => count(
+                &mut st,
+                k.db,
+                k.object_type.kind(),
+                k.expire_ms.is_some(),
+                k.value.len() as u64,
+            ),
+            Some(EventRef::Owned(ev)) => match ev {
+                Event::Header(h) => st.header = Some(*h),
+                Event::Aux { name, value } => st.aux.push((
+                    String::from_utf8_lossy(name).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                )),
+                Event::Function(_) => st.functions += 1,
+                Event::ModuleAux(_) => st.module_aux += 1,
+                Event::Key(k) => count(
+                    &mut st,
+                    k.meta.db,
+                    k.meta.object_type.kind(),
+                    k.meta.expire_ms.is_some(),
+                    k.value.len() as u64,
+                ),
+                Event::BigKeyStart(m) => {
+                    big = Some((m.db, m.object_type.kind(), m.expire_ms.is_some(), 0));
+                }
+                Event::BigKeyPiece(p) => {
+                    if let Some(b) = big.as_mut() {
+                        b.3 += p.len() as u64;
+                    }
+                }
+                Event::BigKeyEnd => {
+                    if let Some((db, kind, e, len)) = big.take() {
+                        count(&mut st, db, kind, e, len);
+                    }
+                }
+                Event::End(sum) => st.checksum = Some(*sum),
+                _ => {}
+            },
+            None => {}
+        }
+    }
+    st.bytes = events.reader().offset();
+    Ok(st)
+}
+
 impl<R: Read> Iterator for Scanner<R> {
     type Item = Result<ScannedKey, Error>;
 
@@ -231,8 +291,18 @@ mod tests {
             keys[1].value.as_ref().unwrap().len() as u64,
             keys[1].value_len
         );
-        let st = s.stats();
+        let st = s.stats().clone();
         assert_eq!(st.keys(), 2);
+        let fast = stats(
+            &v[..],
+            ReaderOptions {
+                chunk_threshold: 1000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(fast.per_db, st.per_db);
+        assert_eq!(fast.bytes, st.bytes);
         assert_eq!(st.per_db[&2][&Kind::Set].value_bytes, keys[1].value_len);
         assert_eq!(st.bytes, v.len() as u64);
     }

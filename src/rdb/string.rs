@@ -45,7 +45,7 @@ impl StrHeader {
 
 /// Reads a string header at the start of `buf`; `Ok(None)` when more bytes are needed.
 /// Returns the header and its size in bytes (for integers, the whole string).
-#[inline]
+#[inline(always)]
 pub fn parse_header(buf: &[u8]) -> MResult<Option<(StrHeader, usize)>> {
     let Some((first, used)) = length::parse(buf)? else {
         return Ok(None);
@@ -182,9 +182,12 @@ pub fn lzf_decompress(input: &[u8], ulen: u64) -> MResult<Vec<u8>> {
             if off >= n {
                 out.extend_from_within(start..start + n);
             } else {
-                for k in 0..n {
-                    let byte = out[start + k];
-                    out.push(byte);
+                // Overlapping copy: the bytes from `start` repeat with period `off`, so the
+                // region can be doubled each step instead of copied byte by byte.
+                let end = out.len() + n;
+                while out.len() < end {
+                    let take = (out.len() - start).min(end - out.len());
+                    out.extend_from_within(start..start + take);
                 }
             }
         }
@@ -232,8 +235,11 @@ pub fn encode(s: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends `s` as an LZF string using literal runs only (valid LZF any decoder accepts; used by
-/// tests to exercise the compressed path).
+/// tests to exercise the compressed path). An empty string is written raw: LZF cannot hold it.
 pub fn encode_lzf_literal(s: &[u8], out: &mut Vec<u8>) {
+    if s.is_empty() {
+        return encode_raw(s, out);
+    }
     let mut comp = Vec::with_capacity(s.len() + s.len() / 32 + 1);
     for chunk in s.chunks(32) {
         comp.push((chunk.len() - 1) as u8);
@@ -304,6 +310,16 @@ mod tests {
             lzf_decompress(&[0x00, b'a'], 1 << 40).is_err(),
             "impossible ratio, no allocation"
         );
+    }
+
+    #[test]
+    fn lzf_overlapping_back_reference_repeats_the_pattern() {
+        // "ab", then a back-reference of 20 bytes at distance 2
+        let comp = [0x01, b'a', b'b', 0xE0, 11, 0x01];
+        assert_eq!(lzf_decompress(&comp, 22).unwrap(), b"ab".repeat(11));
+        // distance 3, length 10: "abc" + "abcabcabca"
+        let comp = [0x02, b'a', b'b', b'c', 0xE0, 1, 0x02];
+        assert_eq!(lzf_decompress(&comp, 13).unwrap(), b"abcabcabcabca");
     }
 
     #[test]

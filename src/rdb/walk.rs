@@ -296,6 +296,60 @@ impl Walker {
     }
 }
 
+/// Measures the common value shapes (one string; `n` strings, pairs, zset-2 entries or
+/// quicklist-2 nodes) in a tight loop over a buffer holding at least the whole value, starting
+/// at `pos`. Returns the end position; `None` when the shape is not one of these, the buffer
+/// ends first, or anything is malformed — the caller then uses the resumable [`Walker`], which
+/// also reports errors.
+#[inline]
+pub(crate) fn measure_simple(tasks: &[Task], buf: &[u8], pos: usize) -> Option<usize> {
+    #[inline(always)]
+    fn str_end(buf: &[u8], pos: usize) -> Option<usize> {
+        let (h, used) = string::parse_header(buf.get(pos..)?).ok()??;
+        if let StrHeader::Lzf { clen, ulen } = h {
+            if ulen > clen.saturating_mul(89) {
+                return None;
+            }
+        }
+        let end = (pos + used).checked_add(usize::try_from(h.payload_len()).ok()?)?;
+        (end <= buf.len()).then_some(end)
+    }
+    #[inline(always)]
+    fn len_end(buf: &[u8], pos: usize) -> Option<(u64, usize)> {
+        let (n, used) = length::parse_len(buf.get(pos..)?).ok()??;
+        Some((n, pos + used))
+    }
+    match tasks {
+        [Task::Str] => str_end(buf, pos),
+        [Task::Count(body @ (Body::Str1 | Body::Str2 | Body::Zset2 | Body::Ql2Node))] => {
+            let (n, mut p) = len_end(buf, pos)?;
+            // each element takes at least one byte: a count above the bytes present cannot fit
+            if n > (buf.len() - p) as u64 {
+                return None;
+            }
+            for _ in 0..n {
+                p = match body {
+                    Body::Str1 => str_end(buf, p)?,
+                    Body::Str2 => str_end(buf, str_end(buf, p)?)?,
+                    Body::Zset2 => {
+                        let e = str_end(buf, p)? + 8;
+                        (e <= buf.len()).then_some(e)?
+                    }
+                    _ => {
+                        let (c, q) = len_end(buf, p)?;
+                        if c != 1 && c != 2 {
+                            return None;
+                        }
+                        str_end(buf, q)?
+                    }
+                };
+            }
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
 /// Walks a complete slice with `tasks` and returns the number of bytes the structure occupies.
 /// Truncation is an error.
 pub(crate) fn measure(tasks: &[Task], buf: &[u8]) -> MResult<usize> {

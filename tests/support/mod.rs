@@ -8,10 +8,12 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod load;
 pub mod server;
 pub mod tls;
 
 pub use client::Client;
+pub use load::Load;
 pub use server::{Cluster, Sentinel, Server};
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,86 @@
+//! `shake inspect DIR` on journals captured from a real server with known contents.
+
+use crate::support::{Server, shake, shake_run};
+use serde_json::Value;
+use std::time::Duration;
+
+#[test]
+fn stats_commands_and_big_keys_match_the_source() {
+    let s = Server::start("7.0");
+    let mut c = s.client();
+    for i in 0..50 {
+        c.cmd(&["SET", &format!("s{i}"), "v"]);
+    }
+    c.cmd(&["SET", "huge", &"x".repeat(100_000)]);
+    c.cmd(&["SET", "ttl", "v", "EX", "1000"]);
+    c.cmd(&["RPUSH", "list", "a", "b"]);
+    c.cmd(&["HSET", "h", "f", "v"]);
+    c.cmd(&["SELECT", "3"]);
+    c.cmd(&["SADD", "set3", "m"]);
+    c.cmd(&["SELECT", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let mut child = shake()
+        .args([
+            "capture",
+            "--source",
+            &s.url(),
+            "--journal",
+            j.to_str().unwrap(),
+            "--progress",
+            "none",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::wait_until(20, "capture attached", || {
+        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
+    });
+    for _ in 0..7 {
+        c.cmd(&["INCR", "n"]);
+    }
+    c.cmd(&["MULTI"]);
+    c.cmd(&["INCR", "n"]);
+    c.cmd(&["SET", "a", "b"]);
+    c.cmd(&["EXEC"]);
+    c.cmd(&["FLUSHDB"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = shake_run(&[
+        "inspect",
+        j.to_str().unwrap(),
+        "--format",
+        "json",
+        "--big-keys",
+        "2",
+        "--threads",
+        "2",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let shard = &v["shards"][0];
+    assert_eq!(shard["snapshot"]["0"]["string"]["keys"], 52);
+    assert_eq!(shard["snapshot"]["0"]["string"]["expiring"], 1);
+    assert_eq!(shard["snapshot"]["0"]["list"]["keys"], 1);
+    assert_eq!(shard["snapshot"]["3"]["set"]["keys"], 1);
+    assert_eq!(shard["commands"]["INCR"]["count"], 8);
+    assert_eq!(shard["transactions"], 1);
+    assert_eq!(shard["dangerous"]["FLUSHDB"], 1);
+    assert_eq!(shard["big_keys"]["string"][0]["key"], "huge");
+    assert_eq!(shard["largest_transactions"][0]["commands"], 2);
+    let table = shake_run(&["inspect", j.to_str().unwrap(), "--commands"]);
+    assert_eq!(table.code, 0);
+    assert!(
+        table
+            .stdout
+            .contains("DANGEROUS commands in the stream: FLUSHDB x1"),
+        "{}",
+        table.stdout
+    );
+}
