@@ -199,14 +199,17 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
 
+// Background writers ignore error replies: the tests compare the journal with the server's
+// final state, which counts only the writes that succeeded.
+
 /// Writes run during two capture sessions and the gap between them; the second session
 /// resumes by partial resync, and the journal holds every INCR exactly once.
 #[test]
 fn stream_under_load_resumes_without_gap_or_duplicate() {
     let s = Server::start("7.0");
     let load = Load::start(s.port, Duration::from_micros(200), |c, _| {
-        c.cmd(&["INCR", "counter"]);
-        c.cmd(&["RPUSH", "log", "x"]);
+        let _ = c.try_cmd(&["INCR", "counter"]);
+        let _ = c.try_cmd(&["RPUSH", "log", "x"]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
@@ -299,7 +302,7 @@ fn kill9_of_capture_during_snapshot_and_stream() {
     s.client()
         .cmd(&["DEBUG", "POPULATE", "200000", "key", "100"]);
     let load = Load::start(s.port, Duration::from_micros(300), |c, _| {
-        c.cmd(&["INCR", "counter"]);
+        let _ = c.try_cmd(&["INCR", "counter"]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
@@ -433,7 +436,7 @@ fn small_output_buffer_limit_full_sync_completes() {
     c.cmd(&["DEBUG", "POPULATE", "300000", "key", "200"]);
     let v = "w".repeat(1000);
     let load = Load::start(s.port, Duration::from_micros(500), move |c, i| {
-        c.cmd(&["SET", &format!("w{}", i % 5000), &v]);
+        let _ = c.try_cmd(&["SET", &format!("w{}", i % 5000), &v]);
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
