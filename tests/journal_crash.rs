@@ -43,7 +43,7 @@ fn crash_child_writer() {
         let next = w.last_position().unwrap().offset + 1;
         w.command(next, command(next)).unwrap();
         i += 1;
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             w.flush().unwrap();
         }
         if w.durable_position() != reported {

@@ -106,7 +106,7 @@ fn encode(g: &Gen, variant: u8) -> (ObjectType, Vec<u8>) {
     let mut v = Vec::new();
     match g {
         Gen::Str(s) => {
-            if variant % 2 == 0 {
+            if variant.is_multiple_of(2) {
                 string::encode(s, &mut v);
             } else {
                 string::encode_lzf_literal(s, &mut v);
@@ -134,7 +134,7 @@ fn encode(g: &Gen, variant: u8) -> (ObjectType, Vec<u8>) {
             }
         },
         Gen::Set(items) => {
-            if variant % 2 == 0 {
+            if variant.is_multiple_of(2) {
                 length::encode(items.len() as u64, &mut v);
                 items.iter().for_each(|e| string::encode(e, &mut v));
                 (ObjectType::Set, v)
@@ -165,7 +165,7 @@ fn encode(g: &Gen, variant: u8) -> (ObjectType, Vec<u8>) {
             }
         }
         Gen::Zset(pairs) => {
-            if variant % 2 == 0 {
+            if variant.is_multiple_of(2) {
                 length::encode(pairs.len() as u64, &mut v);
                 for (m, s) in pairs {
                     string::encode(m, &mut v);

@@ -489,10 +489,10 @@ impl Reader {
                     let Some(&op) = self.buf.first() else {
                         return Ok(None);
                     };
-                    if op < opcode::UPDATE {
-                        if let Some(e) = self.whole_key(op) {
-                            return Ok(Some(e));
-                        }
+                    if op < opcode::UPDATE
+                        && let Some(e) = self.whole_key(op)
+                    {
+                        return Ok(Some(e));
                     }
                     if let Some(e) = self.start_record(op)? {
                         return Ok(Some(e));
@@ -728,15 +728,14 @@ impl Reader {
     pub fn advance(&mut self) -> Result<bool, Error> {
         self.release();
         self.owned = None;
-        if self.pending.is_empty() && matches!(self.state, State::RecordStart) {
-            if let Some(&op) = self.buf.first() {
-                if op < opcode::UPDATE {
-                    if let Some(plan) = self.plan_whole_key(op) {
-                        self.lent = Some(plan);
-                        return Ok(true);
-                    }
-                }
-            }
+        if self.pending.is_empty()
+            && matches!(self.state, State::RecordStart)
+            && let Some(&op) = self.buf.first()
+            && op < opcode::UPDATE
+            && let Some(plan) = self.plan_whole_key(op)
+        {
+            self.lent = Some(plan);
+            return Ok(true);
         }
         self.owned = self.next_event()?;
         Ok(self.owned.is_some())

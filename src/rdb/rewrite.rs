@@ -372,10 +372,10 @@ fn stream_commands(
                 g.name.to_vec(),
                 id(g.last_id),
             ];
-            if opts.stream_v2_metadata {
-                if let Some(n) = g.entries_read {
-                    c.extend([b"ENTRIESREAD".to_vec(), (n as i64).to_string().into_bytes()]);
-                }
+            if opts.stream_v2_metadata
+                && let Some(n) = g.entries_read
+            {
+                c.extend([b"ENTRIESREAD".to_vec(), (n as i64).to_string().into_bytes()]);
             }
             out.push(Ok(c));
             let pel: HashMap<StreamId, _> = g.pel.iter().map(|p| (p.id, p)).collect();

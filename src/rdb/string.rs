@@ -210,25 +210,23 @@ pub fn encode_raw(s: &[u8], out: &mut Vec<u8>) {
 /// Appends `s` the way Redis would without compression: integer-encoded when it is a canonical
 /// decimal integer in i32 range, raw otherwise.
 pub fn encode(s: &[u8], out: &mut Vec<u8>) {
-    if s.len() <= 11 {
-        if let Some(i) = std::str::from_utf8(s)
+    if s.len() <= 11
+        && let Some(i) = std::str::from_utf8(s)
             .ok()
             .and_then(|t| t.parse::<i64>().ok())
-        {
-            if i.to_string().as_bytes() == s {
-                if let Ok(v) = i8::try_from(i) {
-                    out.extend_from_slice(&[0xC0, v as u8]);
-                    return;
-                } else if let Ok(v) = i16::try_from(i) {
-                    out.push(0xC1);
-                    out.extend_from_slice(&v.to_le_bytes());
-                    return;
-                } else if let Ok(v) = i32::try_from(i) {
-                    out.push(0xC2);
-                    out.extend_from_slice(&v.to_le_bytes());
-                    return;
-                }
-            }
+        && i.to_string().as_bytes() == s
+    {
+        if let Ok(v) = i8::try_from(i) {
+            out.extend_from_slice(&[0xC0, v as u8]);
+            return;
+        } else if let Ok(v) = i16::try_from(i) {
+            out.push(0xC1);
+            out.extend_from_slice(&v.to_le_bytes());
+            return;
+        } else if let Ok(v) = i32::try_from(i) {
+            out.push(0xC2);
+            out.extend_from_slice(&v.to_le_bytes());
+            return;
         }
     }
     encode_raw(s, out);

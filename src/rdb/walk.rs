@@ -203,15 +203,15 @@ impl Walker {
                     let (h, used) = need!(string::parse_header(rest).map_err(wrap)?);
                     *pos += used;
                     let n = h.payload_len();
-                    if let StrHeader::Lzf { ulen, clen } = h {
-                        if ulen > clen.saturating_mul(89) {
-                            return Err(Malformed::new(
-                                *pos - used,
-                                format!(
-                                    "an LZF string whose sizes are possible ({clen} bytes cannot expand to {ulen})"
-                                ),
-                            ));
-                        }
+                    if let StrHeader::Lzf { ulen, clen } = h
+                        && ulen > clen.saturating_mul(89)
+                    {
+                        return Err(Malformed::new(
+                            *pos - used,
+                            format!(
+                                "an LZF string whose sizes are possible ({clen} bytes cannot expand to {ulen})"
+                            ),
+                        ));
                     }
                     if n > 0 {
                         self.stack.push(Task::Bytes(n));
@@ -306,10 +306,10 @@ pub(crate) fn measure_simple(tasks: &[Task], buf: &[u8], pos: usize) -> Option<u
     #[inline(always)]
     fn str_end(buf: &[u8], pos: usize) -> Option<usize> {
         let (h, used) = string::parse_header(buf.get(pos..)?).ok()??;
-        if let StrHeader::Lzf { clen, ulen } = h {
-            if ulen > clen.saturating_mul(89) {
-                return None;
-            }
+        if let StrHeader::Lzf { clen, ulen } = h
+            && ulen > clen.saturating_mul(89)
+        {
+            return None;
         }
         let end = (pos + used).checked_add(usize::try_from(h.payload_len()).ok()?)?;
         (end <= buf.len()).then_some(end)
