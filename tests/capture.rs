@@ -166,6 +166,8 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
     let s = Server::start("7.0");
     let mut c = s.client();
     populate_every_type(&mut c);
+    // Above the RDB reader's 8 MiB threshold: delivered in pieces, spilled, written as chunks.
+    c.cmd(&["SET", "giant", &"g".repeat(9 << 20)]);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
     let out = capture(&s.url(), &j, &["--snapshot-only"]);

@@ -263,53 +263,32 @@ impl SnapshotIngest {
         Ok(())
     }
 
-    /// Writes a spilled big value as a key record plus value chunks, reading it back one chunk
-    /// at a time.
+    /// Writes a spilled big value through the journal's streaming key writer, reading it back
+    /// one chunk at a time (the RDB does not announce a value's length, so it is spilled first).
     fn write_big(&self, writer: &mut ShardWriter, mut big: BigKey) -> Result<(), Error> {
         let meta = &big.meta;
-        let chunk = self.chunk_size;
-        let chunks = big.len.div_ceil(chunk as u64).saturating_sub(1);
-        big.spill
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| spill_err(meta, e))?;
-        let mut read_chunk = |n: usize| -> Result<Vec<u8>, Error> {
-            let mut buf = vec![0u8; n];
-            big.spill
-                .read_exact(&mut buf)
-                .map_err(|e| spill_err(meta, e))?;
-            Ok(buf)
+        big.spill.seek(SeekFrom::Start(0)).map_err(|e| spill_err(meta, e))?;
+        let record = KeyRecord {
+            db: Self::db(meta)?,
+            key: meta.key.to_vec(),
+            type_id: meta.type_id(),
+            expire_ms: meta.expire_ms,
+            idle: meta.idle_secs,
+            freq: meta.freq,
+            value_len: 0,
+            chunks: 0,
+            value: Vec::new(),
         };
-        let first_len = (big.len as usize).min(chunk);
-        let first = read_chunk(first_len)?;
-        let last = writer.last_position().unwrap_or(journal::Position::ZERO);
-        let mut pos = journal::Position::new(last.epoch, last.offset, last.seq + 1);
-        writer.append(
-            pos,
-            &journal::Record::Key(KeyRecord {
-                db: Self::db(meta)?,
-                key: meta.key.to_vec(),
-                type_id: meta.type_id(),
-                expire_ms: meta.expire_ms,
-                idle: meta.idle_secs,
-                freq: meta.freq,
-                value_len: big.len,
-                chunks: chunks as u32,
-                value: first,
-            }),
-        )?;
-        let mut left = big.len - first_len as u64;
-        let mut index = 1u32;
+        let mut kw = writer.begin_key(record, big.len)?;
+        let mut buf = vec![0u8; self.chunk_size.min(big.len as usize).max(1)];
+        let mut left = big.len;
         while left > 0 {
-            let n = (left as usize).min(chunk);
-            let data = read_chunk(n)?;
-            pos = journal::Position::new(pos.epoch, pos.offset, pos.seq + 1);
-            writer.append(
-                pos,
-                &journal::Record::ValueChunk(journal::ValueChunk { index, data }),
-            )?;
-            index += 1;
+            let n = (left as usize).min(buf.len());
+            big.spill.read_exact(&mut buf[..n]).map_err(|e| spill_err(meta, e))?;
+            kw.write(&buf[..n])?;
             left -= n as u64;
         }
+        kw.finish()?;
         Ok(())
     }
 
