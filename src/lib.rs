@@ -13,6 +13,7 @@
 //! | [`probe`]     | the pre-flight facts `shake probe` reports, gathered from a live server | `net` |
 //! | [`cli`]       | clap definitions, one file per subcommand, and the command handlers (anyhow lives here) | everything |
 //! | [`journal`]   | the durable journal: segments of checksummed zstd frames keyed by (epoch, replication offset), writer with rotation/sealing/fsync policy, crash recovery, readers, follower, `verify` (format in `docs/journal-format.md`) | std, zstd, memmap2, rayon |
+//! | [`commands`]  | which arguments are keys, from Redis' own `COMMAND INFO` key specs (`commands.json`, generated) | serde |
 //! | [`exit`]      | the documented process exit codes | nothing |
 //! | [`logging`]   | tracing subscriber set-up for `--log-format text|json` | tracing |
 //! | [`progress`]  | progress bars on a terminal, periodic log lines otherwise | indicatif, tracing |
@@ -28,6 +29,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod commands;
 pub mod exit;
 pub mod journal;
 pub mod logging;

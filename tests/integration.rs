@@ -4,6 +4,7 @@
 mod support;
 
 mod capture;
+mod commands;
 mod harness;
 mod inspect_journal;
 mod inspect_rdb;

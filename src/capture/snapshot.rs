@@ -267,7 +267,9 @@ impl SnapshotIngest {
     /// one chunk at a time (the RDB does not announce a value's length, so it is spilled first).
     fn write_big(&self, writer: &mut ShardWriter, mut big: BigKey) -> Result<(), Error> {
         let meta = &big.meta;
-        big.spill.seek(SeekFrom::Start(0)).map_err(|e| spill_err(meta, e))?;
+        big.spill
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| spill_err(meta, e))?;
         let record = KeyRecord {
             db: Self::db(meta)?,
             key: meta.key.to_vec(),
@@ -284,7 +286,9 @@ impl SnapshotIngest {
         let mut left = big.len;
         while left > 0 {
             let n = (left as usize).min(buf.len());
-            big.spill.read_exact(&mut buf[..n]).map_err(|e| spill_err(meta, e))?;
+            big.spill
+                .read_exact(&mut buf[..n])
+                .map_err(|e| spill_err(meta, e))?;
             kw.write(&buf[..n])?;
             left -= n as u64;
         }
