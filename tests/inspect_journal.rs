@@ -74,6 +74,41 @@ fn stats_commands_and_big_keys_match_the_source() {
     assert_eq!(shard["dangerous"]["FLUSHDB"], 1);
     assert_eq!(shard["big_keys"]["string"][0]["key"], "huge");
     assert_eq!(shard["largest_transactions"][0]["commands"], 2);
+    // The key's life: 7 INCRs, then one inside MULTI…EXEC, then FLUSHDB (which names no key).
+    let out = shake_run(&[
+        "inspect",
+        j.to_str().unwrap(),
+        "--history",
+        "n",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let items: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), 8, "{}", out.stdout);
+    assert!(
+        items[..7]
+            .iter()
+            .all(|i| i["event"] == "command" && i["argv"][0] == "INCR")
+    );
+    assert_eq!(items[7]["event"], "transaction");
+    let positions: Vec<&str> = items
+        .iter()
+        .map(|i| i["position"].as_str().unwrap())
+        .collect();
+    let mut sorted = positions.clone();
+    sorted.sort_by_key(|p| p.split(['.', ':']).nth(1).unwrap().parse::<u64>().unwrap());
+    assert_eq!(positions, sorted, "in journal order");
+    let out = shake_run(&["inspect", j.to_str().unwrap(), "--history", "huge"]);
+    assert!(
+        out.stdout.contains("snapshot") && out.stdout.contains("\"type\":\"string\""),
+        "{}",
+        out.stdout
+    );
     let table = shake_run(&["inspect", j.to_str().unwrap(), "--commands"]);
     assert_eq!(table.code, 0);
     assert!(

@@ -35,6 +35,13 @@ pub struct InspectArgs {
     /// Journal: the N largest snapshot keys by encoded size, per type.
     #[arg(long, value_name = "N")]
     pub big_keys: Option<usize>,
+    /// Journal: the life of this key — its snapshot value, then every command that touched it,
+    /// with position and capture time.
+    #[arg(long, value_name = "KEY")]
+    pub history: Option<String>,
+    /// With --history: only this database.
+    #[arg(long, value_name = "N")]
+    pub db: Option<u32>,
     /// Worker threads for journal scans (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -193,6 +200,47 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<u8> {
 }
 
 fn inspect_journal(args: &InspectArgs) -> anyhow::Result<u8> {
+    if let Some(key) = &args.history {
+        let items = crate::scan::history(&args.path, key.as_bytes(), args.db)
+            .with_context(|| format!("{}: cannot read the journal", args.path.display()))?;
+        let stdout = std::io::stdout();
+        let mut out = BufWriter::new(stdout.lock());
+        for item in &items {
+            if args.format == InspectFormat::Table {
+                let when = item
+                    .time_ms
+                    .map(|t| {
+                        humantime::format_rfc3339_millis(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_millis(t),
+                        )
+                        .to_string()
+                    })
+                    .unwrap_or_else(|| "snapshot".into());
+                let what = match &item.value {
+                    Some(v) => v.to_string(),
+                    None => item.argv.join(" "),
+                };
+                let guess = if item.keys_guessed {
+                    "  (command not in the key table: matched on an argument)"
+                } else {
+                    ""
+                };
+                writeln!(
+                    out,
+                    "{} {:<24} db{} {:<11} {what}{guess}",
+                    item.shard, when, item.db, item.event
+                )?;
+            } else {
+                serde_json::to_writer(&mut out, item)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        if items.is_empty() {
+            writeln!(out, "no record of key {key:?} in {}", args.path.display())?;
+        }
+        out.flush()?;
+        return Ok(exit::SUCCESS);
+    }
     if args.format == InspectFormat::Jsonl {
         bail!(
             "--format jsonl of journal keys is not supported by this version: use --stats (table or json), --commands, --big-keys"

@@ -4,6 +4,8 @@
 //!
 //! Nothing here writes; nothing needs the network or the async runtime.
 
+pub mod history;
 pub mod stats;
 
+pub use history::{HistoryItem, history};
 pub use stats::{JournalStats, ShardStats, scan_journal};
