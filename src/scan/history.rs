@@ -42,6 +42,9 @@ fn touches(argv: &[Vec<u8>], key: &[u8]) -> Option<bool> {
     }
 }
 
+/// A snapshot key being gathered: the item, type id, expiry, value bytes so far, chunks.
+type Pending = Option<(HistoryItem, u8, Option<i64>, Vec<u8>, u32)>;
+
 /// The history of `key` (in database `db`, or any) across every shard of the journal.
 pub fn history(dir: &Path, key: &[u8], db: Option<u32>) -> journal::Result<Vec<HistoryItem>> {
     let manifest = journal::read_journal(dir)?;
@@ -49,8 +52,8 @@ pub fn history(dir: &Path, key: &[u8], db: Option<u32>) -> journal::Result<Vec<H
     for shard in &manifest.shards {
         let reader = ShardReader::open(dir, &shard.name, RecoveryMode::Refuse)?;
         let mut flavor = Flavor::Redis;
-        let mut pending: Option<(HistoryItem, u8, Option<i64>, Vec<u8>, u32)> = None;
-        let finish = |p: Option<(HistoryItem, u8, Option<i64>, Vec<u8>, u32)>,
+        let mut pending: Pending = None;
+        let finish = |p: Pending,
                       flavor: Flavor,
                       out: &mut Vec<HistoryItem>| {
             if let Some((mut item, type_id, expire, value, _)) = p {
