@@ -6,6 +6,7 @@
 
 pub mod capture;
 mod endpoint;
+pub mod filter;
 pub mod inspect;
 pub mod probe;
 pub mod verify;
@@ -73,6 +74,9 @@ pub enum Command {
     /// every key of an RDB with its decoded value (`--format jsonl`), a journal's stream commands
     /// (`--commands`) and biggest keys (`--big-keys N`).
     Inspect(inspect::InspectArgs),
+    /// Write a new, valid journal holding only the selected keys, databases, types and
+    /// commands, positions preserved.
+    Filter(filter::FilterArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -92,5 +96,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(args, &cli.global).await,
         Command::Capture(args) => capture::run(args, &cli.global).await,
         Command::Inspect(args) => inspect::run(args, &cli.global).await,
+        Command::Filter(args) => filter::run(args, &cli.global).await,
     }
 }

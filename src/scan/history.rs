@@ -53,9 +53,7 @@ pub fn history(dir: &Path, key: &[u8], db: Option<u32>) -> journal::Result<Vec<H
         let reader = ShardReader::open(dir, &shard.name, RecoveryMode::Refuse)?;
         let mut flavor = Flavor::Redis;
         let mut pending: Pending = None;
-        let finish = |p: Pending,
-                      flavor: Flavor,
-                      out: &mut Vec<HistoryItem>| {
+        let finish = |p: Pending, flavor: Flavor, out: &mut Vec<HistoryItem>| {
             if let Some((mut item, type_id, expire, value, _)) = p {
                 let t = ObjectType::from_byte(type_id, flavor);
                 let decoded =

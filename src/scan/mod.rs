@@ -4,6 +4,8 @@
 //!
 //! Nothing here writes; nothing needs the network or the async runtime.
 
+pub mod filter;
+pub mod glob;
 pub mod history;
 pub mod stats;
 
