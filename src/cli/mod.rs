@@ -7,9 +7,10 @@
 pub mod capture;
 mod endpoint;
 pub mod probe;
+pub mod replay;
 pub mod verify;
 
-pub use endpoint::SourceArgs;
+pub use endpoint::{SourceArgs, TargetArgs};
 
 use crate::logging::LogFormat;
 use crate::progress::ProgressMode;
@@ -68,6 +69,11 @@ pub enum Command {
     /// snapshot and the live command stream into a journal; resumes an existing journal with a
     /// partial resync. SIGINT/SIGTERM seal the journal and exit 0.
     Capture(capture::CaptureArgs),
+    /// Apply a journal to a standalone server or a cluster: each shard's last complete snapshot
+    /// (RESTORE or commands), then its commands in order, pipelined with every reply checked;
+    /// resumable from a checkpoint; --follow keeps applying what the journal gains. Exit 1 if
+    /// any command failed.
+    Replay(replay::ReplayArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -86,5 +92,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Probe(args) => probe::run(args, &cli.global).await,
         Command::Verify(args) => verify::run(args, &cli.global).await,
         Command::Capture(args) => capture::run(args, &cli.global).await,
+        Command::Replay(args) => replay::run(args, &cli.global).await,
     }
 }
