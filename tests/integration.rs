@@ -6,6 +6,7 @@ mod support;
 mod capture;
 mod harness;
 mod probe;
+mod replay;
 mod replica;
 
 mod journal_corruption;

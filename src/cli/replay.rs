@@ -75,7 +75,7 @@ pub struct ReplayArgs {
     /// 2026-11-27T01:00:00Z).
     #[arg(long, value_name = "TIME")]
     pub until_time: Option<String>,
-    /// The checkpoint file (default: <journal dir>.replay-state/<target host_port>.json).
+    /// The checkpoint file (default: `<journal dir>.replay-state/<target host_port>.json`).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
     /// Do not read or write a checkpoint (every run starts from the snapshot).

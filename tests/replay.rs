@@ -1,0 +1,494 @@
+//! `shake replay` against real servers: journals captured from a live source with every type,
+//! several dbs and a command stream, replayed onto fresh servers of the same, an older and a
+//! newer version and onto a cluster; `DEBUG DIGEST` compared. Conflict policies, replaying
+//! twice, absolute TTLs, expired keys, `--until-offset`, kill -9 of replay then resume with
+//! non-idempotent commands, and follow mode with capture running under writes.
+
+use crate::support::{Client, Cluster, Server, shake, shake_run, wait_until};
+use shake::journal::{Record, RecoveryMode, ShardReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+fn kill(pid: u32, sig: &str) {
+    std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+fn spawn_shake(args: &[&str]) -> Child {
+    shake()
+        .args(args)
+        .args(["--progress", "none"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> crate::support::Output {
+    let out = child.wait_with_output().unwrap();
+    crate::support::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn digest(c: &mut Client) -> String {
+    c.text(&["DEBUG", "DIGEST"])
+}
+
+/// Every type the 6.0–7.0 servers have, several dbs, a TTL, a big value (chunked in the journal).
+fn populate(c: &mut Client) {
+    c.cmd(&["SET", "str", "hello"]);
+    c.cmd(&["SET", "int", "12345"]);
+    c.cmd(&["SET", "big", &"x".repeat(3 << 20)]);
+    c.cmd(&["SET", "ttl", "v", "PX", "3600000"]);
+    c.cmd(&["RPUSH", "list", "a", "b", "c"]);
+    let many: Vec<String> = (0..2000).map(|i| format!("element-{i}")).collect();
+    let mut args = vec!["RPUSH".to_string(), "biglist".into()];
+    args.extend(many);
+    c.cmd(&args);
+    c.cmd(&["SADD", "set", "1", "2", "3"]);
+    c.cmd(&["SADD", "strset", "a", "b"]);
+    c.cmd(&[
+        "ZADD", "zset", "1.5", "a", "-inf", "b", "inf", "c", "0.1", "d",
+    ]);
+    c.cmd(&["HSET", "hash", "f1", "v1", "f2", "v2"]);
+    let mut args = vec!["HSET".to_string(), "bighash".into()];
+    for i in 0..1000 {
+        args.push(format!("f{i}"));
+        args.push("v".repeat(100));
+    }
+    c.cmd(&args);
+    c.cmd(&["XADD", "stream", "1-1", "k", "v"]);
+    c.cmd(&["XADD", "stream", "2-1", "k", "v2"]);
+    c.cmd(&["XGROUP", "CREATE", "stream", "g1", "0"]);
+    c.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g1",
+        "alice",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "stream",
+        ">",
+    ]);
+    for db in ["3", "5"] {
+        c.cmd(&["SELECT", db]);
+        c.cmd(&["SET", &format!("in-db-{db}"), "yes"]);
+        c.cmd(&["RPUSH", "l", "x", "y"]);
+    }
+    c.cmd(&["SELECT", "0"]);
+}
+
+/// Non-idempotent stream traffic: INCR, RPUSH, relative expiries, a MULTI with SELECT inside.
+fn stream_writes(c: &mut Client, rounds: usize) {
+    for i in 0..rounds {
+        c.cmd(&["INCR", "counter"]);
+        c.cmd(&["RPUSH", "list", &i.to_string()]);
+        c.cmd(&["SELECT", "3"]);
+        c.cmd(&["INCR", "counter3"]);
+        c.cmd(&["SELECT", "0"]);
+    }
+    c.cmd(&["EXPIRE", "str", "5000"]);
+    c.cmd(&["SETEX", "setex", "5000", "v"]);
+    c.cmd(&["MULTI"]);
+    c.cmd(&["INCR", "counter"]);
+    c.cmd(&["SELECT", "5"]);
+    c.cmd(&["RPUSH", "l", "z"]);
+    c.cmd(&["EXEC"]);
+    c.cmd(&["DEL", "int"]);
+}
+
+/// Waits until the capture replica acknowledged everything the source wrote.
+fn wait_caught_up(source: &Server) {
+    wait_until(30, "capture to acknowledge the stream", || {
+        let mut c = source.client();
+        let info = c.text(&["INFO", "replication"]);
+        let master = shake::net::parse_info(&info)
+            .into_iter()
+            .find(|(k, _)| k == "master_repl_offset")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        info.contains(&format!("offset={master},"))
+    });
+}
+
+/// Captures `source` (snapshot, then `writes` while the capture runs) into `<dir>/j`.
+fn capture(source: &Server, dir: &Path, writes: impl FnOnce(&mut Client)) -> PathBuf {
+    let j = dir.join("j");
+    let cap = spawn_shake(&[
+        "capture",
+        "--source",
+        &source.url(),
+        "--journal",
+        j.to_str().unwrap(),
+    ]);
+    wait_until(30, "the capture replica to connect", || {
+        source
+            .client()
+            .text(&["INFO", "replication"])
+            .contains("slave0:")
+    });
+    wait_caught_up(source);
+    writes(&mut source.client());
+    wait_caught_up(source);
+    kill(cap.id(), "TERM");
+    let out = finish(cap);
+    assert_eq!(out.code, 0, "capture: {}", out.stderr);
+    j
+}
+
+fn replay(j: &Path, target: &str, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec![
+        "replay",
+        j.to_str().unwrap(),
+        "--target",
+        target,
+        "--progress",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    shake_run(&args)
+}
+
+fn pexpiretime(c: &mut Client, key: &str) -> i64 {
+    c.cmd(&["PEXPIRETIME", key]).as_int().unwrap()
+}
+
+/// Same version: digest equal, TTLs absolute (equal to the millisecond even after a delay),
+/// relative expiries in the stream made absolute, and replaying twice (a fresh run, no
+/// checkpoint) gives the same digest — no duplicated list elements (RedisShake #921/#996).
+#[test]
+fn every_type_and_db_digest_equal_ttls_absolute_and_replay_twice_identical() {
+    let source = Server::start("7.0");
+    let mut sc = source.client();
+    populate(&mut sc);
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| stream_writes(c, 50));
+    std::thread::sleep(Duration::from_millis(1200)); // a relative TTL would now drift
+    let target = Server::start("7.0");
+    let out = replay(&j, &target.url(), &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("failed: 0"), "{}", out.stdout);
+    let mut tc = target.client();
+    assert_eq!(digest(&mut sc), digest(&mut tc));
+    for k in ["ttl", "str", "setex"] {
+        assert_eq!(
+            pexpiretime(&mut sc, k),
+            pexpiretime(&mut tc, k),
+            "expiry of {k}"
+        );
+    }
+    // the checkpoint sits next to the journal, not in it; the marker key is gone
+    assert!(dir.path().join("j.replay-state").is_dir());
+    assert!(
+        !std::fs::read_dir(&j).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("replay"))
+    );
+    // a second run with the same checkpoint has nothing left to do
+    let again = replay(&j, &target.url(), &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("commands sent 0"), "{}", again.stdout);
+    assert_eq!(digest(&mut sc), digest(&mut tc));
+    // Full re-runs (no checkpoint) of a snapshot over a target that already holds the data:
+    // RESTORE … REPLACE and the rewrite path's DEL-first give identical digests (RedisShake
+    // #921/#996: lists duplicated on re-runs).
+    let dir2 = tempfile::tempdir().unwrap();
+    let j2 = dir2.path().join("j");
+    let out = shake_run(&[
+        "capture",
+        "--source",
+        &source.url(),
+        "--journal",
+        j2.to_str().unwrap(),
+        "--snapshot-only",
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for restore in ["auto", "never", "auto"] {
+        let again = replay(
+            &j2,
+            &target.url(),
+            &["--no-checkpoint", "--restore", restore],
+        );
+        assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+        assert_eq!(digest(&mut sc), digest(&mut tc), "--restore {restore}");
+    }
+}
+
+/// 7.0 journal onto 6.2 (RESTORE refuses v10 payloads and listpack types: rewrite path), and a
+/// 6.2 journal onto 7.0 (RESTORE unchanged). Compared per key with the logical content.
+#[test]
+fn onto_an_older_server_by_rewrite_and_onto_a_newer_by_restore() {
+    for (from, to) in [("7.0", "6.2"), ("6.2", "7.0")] {
+        let source = Server::start(from);
+        let mut sc = source.client();
+        populate(&mut sc);
+        let dir = tempfile::tempdir().unwrap();
+        let j = capture(&source, dir.path(), |c| stream_writes(c, 10));
+        let target = Server::start(to);
+        let out = replay(&j, &target.url(), &[]);
+        assert_eq!(out.code, 0, "{from}→{to}: {}\n{}", out.stdout, out.stderr);
+        if to == "6.2" {
+            assert!(!out.stdout.contains("rewritten 0"), "{}", out.stdout);
+        } else {
+            assert!(out.stdout.contains("rewritten 0"), "{}", out.stdout);
+        }
+        let mut tc = target.client();
+        assert_eq!(digest(&mut sc), digest(&mut tc), "{from}→{to}");
+    }
+}
+
+/// Standalone with dbs 0, 3, 5 onto a 3-master cluster: refused without --map-db (the error
+/// names the db and the flag), complete with it; a MULTI spanning slots is applied.
+#[test]
+fn standalone_to_cluster_with_map_db() {
+    let source = Server::start("7.0");
+    let mut sc = source.client();
+    populate(&mut sc);
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| stream_writes(c, 20));
+    let cluster = Cluster::start("7.0", 3, 0);
+    let out = replay(&j, &cluster.url(), &["--no-checkpoint"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("--map-db 3:0") || out.stdout.contains("--map-db 5:0"),
+        "{}",
+        out.stdout
+    );
+    let out = replay(&j, &cluster.url(), &["--map-db", "3:0", "--map-db", "5:0"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let total: i64 = cluster
+        .masters()
+        .iter()
+        .map(|m| m.client().cmd(&["DBSIZE"]).as_int().unwrap())
+        .sum();
+    // db 0 keys + in-db-3, in-db-5, counter3 and "l" (shared by dbs 3 and 5)
+    let mut expected = 0;
+    for db in ["0", "3", "5"] {
+        sc.cmd(&["SELECT", db]);
+        expected += sc.cmd(&["DBSIZE"]).as_int().unwrap();
+    }
+    sc.cmd(&["SELECT", "0"]);
+    assert_eq!(total, expected - 1, "l of db 3 and db 5 merge into one key");
+    let get = |k: &str| {
+        let m = cluster
+            .masters()
+            .into_iter()
+            .find(|m| m.client().try_cmd(&["EXISTS", k]).unwrap().as_int() == Some(1))
+            .unwrap_or_else(|| panic!("{k} missing"));
+        m.client().cmd(&["GET", k]).as_str().unwrap().to_string()
+    };
+    assert_eq!(get("counter"), sc.text(&["GET", "counter"]));
+    assert_eq!(get("in-db-5"), "yes");
+}
+
+/// `--on-conflict skip` keeps the target's key on both paths; `error` stops naming the key.
+#[test]
+fn conflict_policies() {
+    let source = Server::start("7.0");
+    let mut sc = source.client();
+    sc.cmd(&["SET", "str", "source"]);
+    sc.cmd(&["RPUSH", "list", "a", "b"]);
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |_| {});
+    for restore in ["auto", "never"] {
+        let target = Server::start("7.0");
+        let mut tc = target.client();
+        tc.cmd(&["SET", "str", "mine"]);
+        tc.cmd(&["RPUSH", "list", "x"]);
+        let out = replay(
+            &j,
+            &target.url(),
+            &[
+                "--no-checkpoint",
+                "--on-conflict",
+                "skip",
+                "--restore",
+                restore,
+            ],
+        );
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("skipped (existing) 2"),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(tc.text(&["GET", "str"]), "mine");
+        assert_eq!(tc.cmd(&["LLEN", "list"]).as_int(), Some(1));
+        let out = replay(
+            &j,
+            &target.url(),
+            &[
+                "--no-checkpoint",
+                "--on-conflict",
+                "error",
+                "--restore",
+                restore,
+            ],
+        );
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        assert!(out.stdout.contains("already exists"), "{}", out.stdout);
+        let out = replay(
+            &j,
+            &target.url(),
+            &["--no-checkpoint", "--restore", restore],
+        );
+        assert_eq!(out.code, 0);
+        assert_eq!(tc.text(&["GET", "str"]), "source");
+        assert_eq!(tc.cmd(&["LLEN", "list"]).as_int(), Some(2));
+    }
+}
+
+/// Keys whose absolute expiry passed before the replay are not written, and counted; a dry
+/// run writes nothing.
+#[test]
+fn expired_keys_are_not_written_and_dry_run_writes_nothing() {
+    let source = Server::start("7.0");
+    let mut sc = source.client();
+    sc.cmd(&["SET", "short", "v", "PX", "1500"]);
+    sc.cmd(&["SET", "keep", "v"]);
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |_| {});
+    let target = Server::start("7.0");
+    let out = replay(&j, &target.url(), &["--dry-run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("DRY RUN"), "{}", out.stdout);
+    assert_eq!(target.client().cmd(&["DBSIZE"]).as_int(), Some(0));
+    std::thread::sleep(Duration::from_millis(1600));
+    let out = replay(&j, &target.url(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("expired (not written) 1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(target.client().cmd(&["DBSIZE"]).as_int(), Some(1));
+}
+
+/// `--until-offset N` stops right after the command at offset N: the target holds the counter
+/// as it was at that point.
+#[test]
+fn until_offset_stops_at_that_point() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| {
+        for _ in 0..20 {
+            c.cmd(&["INCR", "n"]);
+        }
+    });
+    let r = ShardReader::open(&j, "shard-000", RecoveryMode::Refuse).unwrap();
+    let offsets: Vec<u64> = r
+        .entries()
+        .map(|e| e.unwrap())
+        .filter(
+            |e| matches!(&e.record, Record::Command(c) if c.argv[0].eq_ignore_ascii_case(b"INCR")),
+        )
+        .map(|e| e.position.offset)
+        .collect();
+    assert_eq!(offsets.len(), 20);
+    let target = Server::start("7.0");
+    let out = replay(
+        &j,
+        &target.url(),
+        &["--no-checkpoint", "--until-offset", &offsets[6].to_string()],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(target.client().text(&["GET", "n"]), "7");
+}
+
+/// kill -9 of replay in the middle of a stream of INCR/RPUSH, then resume from the checkpoint
+/// (and the target's marker): every INCR applied exactly once, digest equal.
+#[test]
+fn kill9_of_replay_mid_stream_then_resume_applies_nothing_twice() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| stream_writes(c, 3000));
+    let target = Server::start("7.0");
+    let jt = j.to_str().unwrap().to_string();
+    let url = target.url();
+    for round in 0..3 {
+        let child = spawn_shake(&[
+            "replay",
+            &jt,
+            "--target",
+            &url,
+            "--pipeline",
+            "64",
+            "--max-ops",
+            "8000",
+        ]);
+        std::thread::sleep(Duration::from_millis(400 + round * 250));
+        kill(child.id(), "KILL");
+        let _ = finish(child);
+    }
+    let out = replay(&j, &url, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let mut sc = source.client();
+    let mut tc = target.client();
+    assert_eq!(tc.text(&["GET", "counter"]), sc.text(&["GET", "counter"]));
+    assert_eq!(tc.cmd(&["LLEN", "list"]), sc.cmd(&["LLEN", "list"]));
+    assert_eq!(digest(&mut sc), digest(&mut tc));
+}
+
+/// Capture and replay --follow run together while a writer works; once writes stop the target
+/// catches up with an equal digest; SIGTERM ends replay with exit 0 and a checkpoint.
+#[test]
+fn follow_mode_with_capture_running() {
+    let source = Server::start("7.0");
+    let mut sc = source.client();
+    sc.cmd(&["SET", "before", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let jt = j.to_str().unwrap().to_string();
+    let cap = spawn_shake(&[
+        "capture",
+        "--source",
+        &source.url(),
+        "--journal",
+        &jt,
+        "--fsync",
+        "always",
+    ]);
+    wait_caught_up(&source);
+    wait_until(30, "the snapshot in the journal", || {
+        ShardReader::open(&j, "shard-000", RecoveryMode::Refuse)
+            .map(|r| {
+                r.entries()
+                    .any(|e| matches!(e.map(|e| e.record), Ok(Record::SnapshotEnd(_))))
+            })
+            .unwrap_or(false)
+    });
+    let target = Server::start("7.0");
+    let rep = spawn_shake(&["replay", &jt, "--target", &target.url(), "--follow"]);
+    let start = std::time::Instant::now();
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        sc.cmd(&["INCR", "counter"]);
+        sc.cmd(&["RPUSH", "list", &i.to_string()]);
+        i += 1;
+    }
+    let mut tc = target.client();
+    let want = sc.text(&["GET", "counter"]);
+    wait_until(30, "replay to catch up", || {
+        tc.cmd(&["GET", "counter"]).as_str() == Some(want.as_str())
+    });
+    // the marker key is dropped once the checkpoint holds the position
+    wait_until(10, "equal digests", || digest(&mut sc) == digest(&mut tc));
+    kill(rep.id(), "TERM");
+    let out = finish(rep);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    kill(cap.id(), "TERM");
+    let _ = finish(cap);
+    assert!(dir.path().join("j.replay-state").is_dir());
+}
