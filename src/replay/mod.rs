@@ -190,8 +190,18 @@ struct ShardCtx {
     journal_id: u64,
 }
 
+/// Bytes of converted ops allowed between the journal reader and the target (in KiB permits),
+/// so big values cannot pile up in the channel: memory stays bounded whatever the journal.
+const INFLIGHT_KIB: u32 = 128 * 1024;
+/// A batch stops growing at this many bytes, whatever `--pipeline` says.
+const BATCH_BYTES: u64 = 16 << 20;
+
+fn kib(op: &Op) -> u32 {
+    ((op.wire_len() >> 10) as u32).clamp(1, INFLIGHT_KIB)
+}
+
 enum Msg {
-    Op(Op),
+    Op(Op, tokio::sync::OwnedSemaphorePermit),
     /// The journal's end (bulk) was reached.
     End,
     Error(Error),
@@ -224,13 +234,24 @@ fn last_complete_epoch(reader: &ShardReader, shard: &str) -> Result<(u64, Positi
         .iter()
         .map(|e| Position::new(e.epoch, e.start_offset, 0))
         .collect();
-    if starts.is_empty() {
-        starts.push(Position::ZERO);
+    if reader.manifest().epochs.is_empty() {
+        // no epoch list (a shard manifest not yet rewritten): scan everything, keep the last
+        let mut found = None;
+        for e in reader.entries() {
+            let e = e.map_err(jerr)?;
+            if let Record::SnapshotEnd(_) = e.record {
+                found = Some(e.position.epoch);
+            }
+        }
+        if let Some(epoch) = found {
+            return Ok((epoch, Position::new(epoch, 0, 0)));
+        }
+        starts.clear();
     }
     for start in starts.iter().rev() {
         for e in reader.entries_from(Position::new(start.epoch, 0, 0)) {
             let e = e.map_err(jerr)?;
-            if start.epoch != 0 && e.position.epoch != start.epoch {
+            if e.position.epoch != start.epoch {
                 break;
             }
             if let Record::SnapshotEnd(_) = e.record {
@@ -309,7 +330,8 @@ async fn drive(
     }
     drop(reader);
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(2048);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(4096);
+    let budget = Arc::new(tokio::sync::Semaphore::new(INFLIGHT_KIB as usize));
     let rctx = ReadCtx {
         shard: shard.clone(),
         dir: dir.clone(),
@@ -328,22 +350,28 @@ async fn drive(
         stop: ctx.stop.clone(),
         stats: ctx.stats.clone(),
         addr: standalone_addr.clone(),
+        budget,
+        handle: tokio::runtime::Handle::current(),
     };
     let reader_thread = tokio::task::spawn_blocking(move || read_shard(rctx, tx));
 
     let pipeline = opts.pipeline.max(1);
-    let mut pending: Option<Op> = None;
+    let mut pending: Option<(Op, tokio::sync::OwnedSemaphorePermit)> = None;
     let mut marker_dirty = false;
     let mut result = Ok(());
     'outer: loop {
         let mut batch: Vec<Op> = Vec::new();
+        let mut permits = Vec::new();
         let mut cmds = 0usize;
+        let mut bytes = 0u64;
         let mut ended = false;
-        if let Some(op) = pending.take() {
+        if let Some((op, permit)) = pending.take() {
             cmds += op.len();
+            bytes += op.wire_len();
             batch.push(op);
+            permits.push(permit);
         }
-        while cmds < pipeline {
+        while cmds < pipeline && bytes < BATCH_BYTES {
             let msg = if batch.is_empty() {
                 // idle: caught up. Make the checkpoint durable and drop the marker.
                 if marker_dirty && rx.is_empty() {
@@ -376,18 +404,21 @@ async fn drive(
                     result = Err(e);
                     break 'outer;
                 }
-                Some(Msg::Op(op)) => {
+                Some(Msg::Op(op, permit)) => {
                     let phase_change = batch.last().is_some_and(|l| l.phase != op.phase);
                     if op.guard.is_some() || phase_change {
                         if batch.is_empty() {
                             batch.push(op);
+                            permits.push(permit);
                         } else {
-                            pending = Some(op);
+                            pending = Some((op, permit));
                         }
                         break;
                     }
                     cmds += op.len();
+                    bytes += op.wire_len();
                     batch.push(op);
+                    permits.push(permit);
                 }
             }
         }
@@ -406,6 +437,7 @@ async fn drive(
             }
             count(&ctx.stats, &batch);
         }
+        drop(permits);
         if ended && pending.is_none() {
             break;
         }
@@ -575,6 +607,8 @@ struct ReadCtx {
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
     addr: String,
+    budget: Arc<tokio::sync::Semaphore>,
+    handle: tokio::runtime::Handle,
 }
 
 struct ReadState {
@@ -742,10 +776,16 @@ fn entry(
         }
         Record::Marker(_) | Record::SnapshotBegin(_) => None,
     };
-    if let Some(op) = op
-        && !send(Msg::Op(op))
-    {
-        return stop();
+    if let Some(op) = op {
+        let permit = rc
+            .handle
+            .block_on(rc.budget.clone().acquire_many_owned(kib(&op)));
+        let Ok(permit) = permit else {
+            return stop();
+        };
+        if !send(Msg::Op(op, permit)) {
+            return stop();
+        }
     }
     Ok(Step::Go)
 }

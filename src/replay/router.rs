@@ -16,6 +16,8 @@ pub struct SlotMap {
     nodes: Vec<String>,
     owner: Vec<u16>,
     cluster: bool,
+    /// The masters, recomputed when an owner changes (routing asks for them per command).
+    masters: Vec<String>,
 }
 
 /// A redirection reply.
@@ -64,12 +66,14 @@ impl SlotMap {
                 nodes: vec![standalone_addr.to_string()],
                 owner: vec![0; 16384],
                 cluster: false,
+                masters: vec![standalone_addr.to_string()],
             };
         }
         let mut m = SlotMap {
             nodes: Vec::new(),
             owner: vec![u16::MAX; 16384],
             cluster: true,
+            masters: Vec::new(),
         };
         for s in &t.shards {
             let addr = s.master.addr();
@@ -82,6 +86,7 @@ impl SlotMap {
                 m.nodes.push(addr);
             }
         }
+        m.masters = m.compute_masters();
         m
     }
 
@@ -99,11 +104,18 @@ impl SlotMap {
                 self.nodes.len() - 1
             }
         };
-        self.owner[slot as usize] = i as u16;
+        if self.owner[slot as usize] != i as u16 {
+            self.owner[slot as usize] = i as u16;
+            self.masters = self.compute_masters();
+        }
     }
 
     /// The masters (nodes owning at least one slot).
     pub fn masters(&self) -> Vec<String> {
+        self.masters.clone()
+    }
+
+    fn compute_masters(&self) -> Vec<String> {
         let mut used = vec![false; self.nodes.len()];
         for &o in &self.owner {
             if let Some(u) = used.get_mut(o as usize) {
