@@ -501,7 +501,9 @@ fn follow_mode_with_capture_running() {
 
 /// The target is killed (-9) and restarted mid-stream (with an fsync-always AOF, so what it
 /// acknowledged survives): replay retries with backoff, resumes using the marker, reports the
-/// reconnections, and ends with an equal digest and exact counters.
+/// reconnections, and ends with an equal digest and exact counters. Regression: with two
+/// batches in flight, a batch written after the reconnection overtook the resend of the one
+/// whose connection broke (the counter was right, the list order and the digest were not).
 #[test]
 fn target_restart_mid_stream_is_retried_and_resumed_exactly() {
     let source = Server::start("7.0");

@@ -43,6 +43,7 @@ pub use error::{Error, Result};
 pub use options::{ConflictPolicy, ReplayOptions, RestoreMode, Until};
 pub use report::{Stats, Summary};
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -356,23 +357,27 @@ async fn drive(
     let reader_thread = tokio::task::spawn_blocking(move || read_shard(rctx, tx));
 
     let pipeline = opts.pipeline.max(1);
-    let mut pending: Option<(Op, tokio::sync::OwnedSemaphorePermit)> = None;
+    let mut pending: Option<(Op, Permit)> = None;
     let mut marker_dirty = false;
     let mut result = Ok(());
+    // Batches written whose replies are not read yet (at most two: the server works on one
+    // while the next is written). `None`: the connection broke, resend (marker-checked).
+    let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    let mut ended = false;
+    let mut keep_none = false;
     'outer: loop {
         let mut batch: Vec<Op> = Vec::new();
         let mut permits = Vec::new();
         let mut cmds = 0usize;
         let mut bytes = 0u64;
-        let mut ended = false;
         if let Some((op, permit)) = pending.take() {
             cmds += op.len();
             bytes += op.wire_len();
             batch.push(op);
             permits.push(permit);
         }
-        while cmds < pipeline && bytes < BATCH_BYTES {
-            let msg = if batch.is_empty() {
+        while !ended && cmds < pipeline && bytes < BATCH_BYTES {
+            let msg = if batch.is_empty() && inflight.is_empty() {
                 // idle: caught up. Make the checkpoint durable and drop the marker.
                 if marker_dirty && rx.is_empty() {
                     if let Some(c) = &ctx.checkpoint
@@ -422,23 +427,84 @@ async fn drive(
                 }
             }
         }
-        if !batch.is_empty() {
-            if let Err(e) = send(ctx, &mut writer, &mut batch).await {
+        let guarded = batch.first().is_some_and(|o| o.guard.is_some());
+        let formed = !batch.is_empty() && !guarded;
+        if formed {
+            let n = cmds as u64;
+            ctx.buckets.0.take(n).await;
+            ctx.buckets.1.take(bytes).await;
+            let p = match writer.begin(&batch).await {
+                Ok(p) => Some(p),
+                Err(Failure::Fatal(e)) => {
+                    result = Err(e);
+                    break 'outer;
+                }
+                Err(Failure::Connection(e)) => {
+                    if let Err(e) = recover(ctx, &mut writer, &mut RetryState::default(), e).await {
+                        result = Err(e);
+                        break 'outer;
+                    }
+                    for f in inflight.iter_mut() {
+                        f.pending = None;
+                    }
+                    None
+                }
+            };
+            let broken = p.is_none();
+            inflight.push_back(InFlight {
+                batch: std::mem::take(&mut batch),
+                _permits: std::mem::take(&mut permits),
+                pending: p,
+            });
+            if broken {
+                // resend everything in flight, in order, before writing anything new
+                keep_none = true;
+            }
+        }
+        // Read replies: keep one batch in flight while more are coming (none after a failure:
+        // what was in flight is resent in order first).
+        let keep = if keep_none {
+            0
+        } else {
+            usize::from(formed && !guarded && !ended)
+        };
+        keep_none = false;
+        while inflight.len() > if keep_none { 0 } else { keep } {
+            let mut f = inflight.pop_front().expect("non-empty");
+            let res = match f.pending.take() {
+                Some(p) => match writer.finish(&f.batch, p).await {
+                    Err(Failure::Connection(e)) => {
+                        match recover(ctx, &mut writer, &mut RetryState::default(), e).await {
+                            Ok(()) => {
+                                for g in inflight.iter_mut() {
+                                    g.pending = None;
+                                }
+                                keep_none = true;
+                                send(ctx, &mut writer, &mut f.batch, true).await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(Failure::Fatal(e)) => Err(e),
+                    Ok(()) => Ok(()),
+                },
+                None => send(ctx, &mut writer, &mut f.batch, true).await,
+            };
+            if let Err(e) = res {
                 result = Err(e);
                 break 'outer;
             }
-            let last = batch.last().expect("non-empty");
-            *acked = Some(last.position);
-            if let Some(c) = &ctx.checkpoint {
-                c.set(&shard, last.position, last.phase);
+            ack(ctx, &writer, acked, &f.batch, &mut marker_dirty);
+        }
+        if guarded {
+            if let Err(e) = send(ctx, &mut writer, &mut batch, false).await {
+                result = Err(e);
+                break 'outer;
             }
-            if writer.atomic() && last.phase == Phase::Stream && !opts.dry_run {
-                marker_dirty = true;
-            }
-            count(&ctx.stats, &batch);
+            ack(ctx, &writer, acked, &batch, &mut marker_dirty);
         }
         drop(permits);
-        if ended && pending.is_none() {
+        if ended && pending.is_none() && inflight.is_empty() {
             break;
         }
     }
@@ -452,6 +518,35 @@ async fn drive(
     }
     *dry = writer.dry_counts.clone();
     result
+}
+
+type Permit = tokio::sync::OwnedSemaphorePermit;
+
+struct InFlight {
+    batch: Vec<Op>,
+    _permits: Vec<Permit>,
+    pending: Option<writer::Pending>,
+}
+
+/// Records that the target acknowledged `batch`.
+fn ack(
+    ctx: &ShardCtx,
+    writer: &Writer,
+    acked: &mut Option<Position>,
+    batch: &[Op],
+    marker_dirty: &mut bool,
+) {
+    let Some(last) = batch.last() else {
+        return;
+    };
+    *acked = Some(last.position);
+    if let Some(c) = &ctx.checkpoint {
+        c.set(&ctx.shard, last.position, last.phase);
+    }
+    if writer.atomic() && last.phase == Phase::Stream {
+        *marker_dirty = true;
+    }
+    count(&ctx.stats, batch);
 }
 
 fn count(stats: &Stats, batch: &[Op]) {
@@ -533,9 +628,15 @@ async fn retry<T>(
     }
 }
 
-/// Sends one batch: guard checks, rate limits, and resending after a connection failure —
-/// except for an atomic batch the marker shows was applied.
-async fn send(ctx: &ShardCtx, writer: &mut Writer, batch: &mut Vec<Op>) -> Result<()> {
+/// Sends one batch and waits for its replies: guard checks, rate limits, and resending after a
+/// connection failure — except for an atomic batch the marker shows was applied. `resend`: the
+/// batch may already have been applied (check the marker first; it was rate-limited already).
+async fn send(
+    ctx: &ShardCtx,
+    writer: &mut Writer,
+    batch: &mut Vec<Op>,
+    resend: bool,
+) -> Result<()> {
     if let Some(g) = batch.first().and_then(|o| o.guard.clone()) {
         let db = batch[0].db;
         let exists = retry(ctx, writer, |w| {
@@ -570,16 +671,18 @@ async fn send(ctx: &ShardCtx, writer: &mut Writer, batch: &mut Vec<Op>) -> Resul
     if n == 0 {
         return Ok(());
     }
-    let bytes: u64 = batch.iter().map(Op::wire_len).sum();
-    ctx.buckets.0.take(n).await;
-    ctx.buckets.1.take(bytes).await;
+    if !resend {
+        let bytes: u64 = batch.iter().map(Op::wire_len).sum();
+        ctx.buckets.0.take(n).await;
+        ctx.buckets.1.take(bytes).await;
+    }
     let last = batch.last().map(|o| o.position).unwrap_or_default();
     let atomic = writer.atomic() && batch.iter().all(|o| o.phase == Phase::Stream);
     let mut state = RetryState::default();
-    let mut again = false;
+    let mut again = resend;
     loop {
         let res = async {
-            if again && atomic && writer.marker_position().await? == Some(last) {
+            if again && atomic && writer.marker_position().await?.is_some_and(|m| m >= last) {
                 return Ok(()); // applied before the connection broke
             }
             writer.execute(batch).await
@@ -766,7 +869,7 @@ fn entry(
             if rc.until.beyond(pos.offset, Some(c.time_ms)) {
                 return stop();
             }
-            rc.stream.command(&c, pos)?
+            rc.stream.command(c, pos)?
         }
         Record::Transaction(t) => {
             if rc.until.beyond(pos.offset, Some(t.time_ms)) {
@@ -777,9 +880,13 @@ fn entry(
         Record::Marker(_) | Record::SnapshotBegin(_) => None,
     };
     if let Some(op) = op {
-        let permit = rc
-            .handle
-            .block_on(rc.budget.clone().acquire_many_owned(kib(&op)));
+        let need = kib(&op);
+        let permit = match rc.budget.clone().try_acquire_many_owned(need) {
+            Ok(p) => Ok(p),
+            Err(_) => rc
+                .handle
+                .block_on(rc.budget.clone().acquire_many_owned(need)),
+        };
         let Ok(permit) = permit else {
             return stop();
         };

@@ -66,12 +66,12 @@ impl StreamConverter {
     }
 
     /// One command record.
-    pub fn command(&self, c: &Command, position: Position) -> Result<Option<Op>> {
+    pub fn command(&self, c: Command, position: Position) -> Result<Option<Op>> {
         let db = self.db(c.db, position)?;
         if skipped(&c.argv) {
             return Ok(None);
         }
-        let argv = absolute_expiry(&c.argv, c.time_ms, self.target_version);
+        let argv = absolute_expiry(c.argv, c.time_ms, self.target_version);
         let key = first_key(&argv).map(|k| k.to_vec());
         let cmds = self.routed(argv);
         Ok(Some(Op {
@@ -104,7 +104,11 @@ impl StreamConverter {
                 argvs.push(vec![b"SELECT".to_vec(), end_db.to_string().into_bytes()]);
                 continue;
             }
-            argvs.push(absolute_expiry(argv, t.time_ms, self.target_version));
+            argvs.push(absolute_expiry(
+                argv.clone(),
+                t.time_ms,
+                self.target_version,
+            ));
         }
         if argvs.is_empty() {
             return Ok(None);
@@ -259,7 +263,7 @@ pub fn keys(argv: &[Vec<u8>]) -> Vec<&[u8]> {
 
 /// Rewrites relative expiries to absolute ones from the capture time `time_ms` (see the module
 /// docs). Commands already absolute, or with values that are not plain integers, are unchanged.
-pub fn absolute_expiry(argv: &[Vec<u8>], time_ms: u64, target_version: u32) -> Argv {
+pub fn absolute_expiry(argv: Argv, time_ms: u64, target_version: u32) -> Argv {
     let num = |a: &[u8]| -> Option<i64> { std::str::from_utf8(a).ok()?.parse().ok() };
     let at = |rel_ms: i64| {
         (time_ms as i64)
@@ -295,7 +299,7 @@ pub fn absolute_expiry(argv: &[Vec<u8>], time_ms: u64, target_version: u32) -> A
             }
         }
         "SET" if argv.len() >= 5 && pxat => {
-            let mut out = argv.to_vec();
+            let mut out = argv;
             let mut i = 3;
             while i + 1 < out.len() {
                 let opt = upper(&out[i]);
@@ -313,7 +317,7 @@ pub fn absolute_expiry(argv: &[Vec<u8>], time_ms: u64, target_version: u32) -> A
         }
         _ => {}
     }
-    argv.to_vec()
+    argv
 }
 
 #[cfg(test)]
@@ -360,23 +364,23 @@ mod tests {
     #[test]
     fn relative_expiries_become_absolute() {
         assert_eq!(
-            absolute_expiry(&v(&["EXPIRE", "k", "10"]), 1000, 700),
+            absolute_expiry(v(&["EXPIRE", "k", "10"]), 1000, 700),
             v(&["PEXPIREAT", "k", "11000"])
         );
         assert_eq!(
-            absolute_expiry(&v(&["SETEX", "k", "2", "v"]), 1000, 700),
+            absolute_expiry(v(&["SETEX", "k", "2", "v"]), 1000, 700),
             v(&["SET", "k", "v", "PXAT", "3000"])
         );
         assert_eq!(
-            absolute_expiry(&v(&["SET", "k", "v", "PX", "5"]), 1000, 700),
+            absolute_expiry(v(&["SET", "k", "v", "PX", "5"]), 1000, 700),
             v(&["SET", "k", "v", "PXAT", "1005"])
         );
         assert_eq!(
-            absolute_expiry(&v(&["SET", "k", "v", "PXAT", "5"]), 1000, 700),
+            absolute_expiry(v(&["SET", "k", "v", "PXAT", "5"]), 1000, 700),
             v(&["SET", "k", "v", "PXAT", "5"])
         );
         assert_eq!(
-            absolute_expiry(&v(&["SETEX", "k", "2", "v"]), 1000, 600),
+            absolute_expiry(v(&["SETEX", "k", "2", "v"]), 1000, 600),
             v(&["SETEX", "k", "2", "v"])
         );
     }
@@ -391,7 +395,7 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(c.routed(v(&["FLUSHALL"]))[0].route, Route::All);
         let err = c.command(
-            &Command {
+            Command {
                 db: 3,
                 time_ms: 0,
                 argv: v(&["SET", "a", "1"]),

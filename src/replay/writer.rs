@@ -79,6 +79,36 @@ enum Expect {
     Exec(usize),
 }
 
+/// A batch written by [`Writer::begin`] whose replies are still to be read.
+pub struct Pending {
+    kind: PendingKind,
+    n: u64,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pending({} commands)", self.n)
+    }
+}
+
+enum PendingKind {
+    Dry,
+    Plain(Round),
+    Atomic(AtomicRound),
+}
+
+struct Round {
+    order: Vec<String>,
+    expects: HashMap<String, Vec<(Expect, Option<Item>)>>,
+}
+
+struct AtomicRound {
+    addr: String,
+    expect: Vec<Option<(usize, usize)>>,
+    dropped: HashSet<(usize, usize)>,
+}
+
 enum Outcome {
     Done,
     Retry(Item, bool),
@@ -291,12 +321,19 @@ impl Writer {
         Ok(())
     }
 
-    /// Sends `ops` and checks every reply. Atomic batches are used for stream ops on a
-    /// standalone target; otherwise commands are pipelined per node.
+    /// Sends `ops` and checks every reply: [`Writer::begin`] then [`Writer::finish`].
     pub async fn execute(&mut self, ops: &[Op]) -> std::result::Result<(), Failure> {
+        let p = self.begin(ops).await?;
+        self.finish(ops, p).await
+    }
+
+    /// Writes `ops` to the target without waiting for the replies, so the next batch can be
+    /// written while the server works on this one. Atomic batches are used for stream ops on a
+    /// standalone target; otherwise commands are pipelined per node.
+    pub async fn begin(&mut self, ops: &[Op]) -> std::result::Result<Pending, Failure> {
         let n: u64 = ops.iter().map(|o| o.len() as u64).sum();
         let bytes: u64 = ops.iter().map(Op::wire_len).sum();
-        if self.dry_run {
+        let kind = if self.dry_run {
             for op in ops {
                 for c in op.unit.cmds() {
                     let targets = match c.route {
@@ -308,120 +345,159 @@ impl Writer {
                     }
                 }
             }
+            PendingKind::Dry
+        } else if n == 0 {
+            PendingKind::Dry
         } else if self.atomic()
             && ops
                 .iter()
                 .all(|o| o.phase == super::checkpoint::Phase::Stream)
         {
-            self.execute_atomic(ops).await?;
+            PendingKind::Atomic(self.send_atomic(ops, HashSet::new()).await?)
         } else {
-            self.execute_plain(ops).await?;
-        }
-        use std::sync::atomic::Ordering::Relaxed;
-        self.stats.commands.fetch_add(n, Relaxed);
-        self.stats.bytes.fetch_add(bytes, Relaxed);
-        Ok(())
+            let items = self.items_of(ops);
+            PendingKind::Plain(self.send_round(ops, items).await?)
+        };
+        Ok(Pending { kind, n, bytes })
     }
 
-    async fn execute_atomic(&mut self, ops: &[Op]) -> std::result::Result<(), Failure> {
-        let marker = self.marker.clone().expect("atomic has a marker");
-        let last = ops.last().map(|o| o.position).unwrap_or_default();
-        let addr = self.map.node(Route::Any);
-        let mut dropped: HashSet<(usize, usize)> = HashSet::new();
-        for _round in 0..2 {
-            let node = self.node(&addr).await?;
-            let mut expect: Vec<Option<(usize, usize)>> = Vec::new();
-            node.conn.queue(&["MULTI"]);
-            let mut db = node.db;
-            for (i, op) in ops.iter().enumerate() {
-                if db != op.db {
-                    node.conn
-                        .queue(&[b"SELECT".as_slice(), op.db.to_string().as_bytes()]);
-                    expect.push(None);
-                }
-                for (j, c) in op.unit.cmds().iter().enumerate() {
-                    if dropped.contains(&(i, j)) {
-                        continue;
-                    }
-                    node.conn.queue(&c.argv);
-                    expect.push(Some((i, j)));
-                }
-                db = op.end_db;
-            }
-            node.conn.queue(&["SELECT", "0"]);
-            expect.push(None);
-            let pos = last.to_string();
-            node.conn
-                .queue(&[b"SET".as_slice(), &marker, pos.as_bytes()]);
-            expect.push(None);
-            node.conn.queue(&["EXEC"]);
-            node.conn
-                .flush()
-                .await
-                .map_err(|e| Self::conn_err(&addr, e))?;
-            // MULTI
-            let f = self.read(&addr).await?;
-            if let Frame::Error(m) = f {
-                return Err(Failure::Fatal(Error::Protocol {
-                    addr: addr.clone(),
-                    what: format!("MULTI refused: {}", String::from_utf8_lossy(&m)),
-                }));
-            }
-            let mut queue_errors = Vec::new();
-            for e in &expect {
-                if let Frame::Error(m) = self.read(&addr).await? {
-                    queue_errors.push((*e, String::from_utf8_lossy(&m).into_owned()));
-                }
-            }
-            let exec = self.read(&addr).await?;
-            if let Some(n) = self.nodes.get_mut(&addr) {
-                n.db = 0;
-            }
-            match exec {
-                Frame::Array(items) if queue_errors.is_empty() => {
-                    for (e, f) in expect.iter().zip(items) {
-                        if let (Some((i, j)), Frame::Error(m)) = (e, f) {
-                            let op = &ops[*i];
-                            self.record_error(
-                                &addr,
-                                op,
-                                &op.unit.cmds()[*j],
-                                &String::from_utf8_lossy(&m),
-                            )?;
-                        }
-                    }
-                    return Ok(());
-                }
-                _ => {
-                    // EXECABORT: nothing was applied. Report the refused commands and send
-                    // the rest again.
-                    let mut internal = None;
-                    for (e, m) in queue_errors {
-                        match e {
-                            Some((i, j)) => {
-                                let op = &ops[i];
-                                self.record_error(&addr, op, &op.unit.cmds()[j], &m)?;
-                                dropped.insert((i, j));
-                            }
-                            None => internal = Some(m),
-                        }
-                    }
-                    if let Some(m) = internal {
+    /// Reads and checks the replies of a batch [`Writer::begin`] wrote, resending what was
+    /// redirected or refused for a transient reason.
+    pub async fn finish(&mut self, ops: &[Op], p: Pending) -> std::result::Result<(), Failure> {
+        match p.kind {
+            PendingKind::Dry => {}
+            PendingKind::Atomic(r) => {
+                if let Some(dropped) = self.read_atomic(ops, r).await? {
+                    tracing::warn!(shard = %self.shard, "a batch was refused by EXEC (commands rejected when queued, reported above): sending the rest again");
+                    let r = self.send_atomic(ops, dropped).await?;
+                    if self.read_atomic(ops, r).await?.is_some() {
+                        let last = ops.last().map(|o| o.position).unwrap_or_default();
                         return Err(Failure::Fatal(Error::Protocol {
-                            addr,
-                            what: format!("the replay marker could not be written: {m}"),
+                            addr: self.map.node(Route::Any),
+                            what: format!("a batch ending at {last} was refused twice by EXEC"),
                         }));
                     }
                 }
             }
+            PendingKind::Plain(round) => self.finish_plain(ops, round).await?,
         }
-        Err(Failure::Fatal(Error::Protocol {
-            addr,
-            what: format!("a batch ending at {last} was refused twice by EXEC"),
-        }))
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.commands.fetch_add(p.n, Relaxed);
+        self.stats.bytes.fetch_add(p.bytes, Relaxed);
+        Ok(())
     }
 
-    async fn execute_plain(&mut self, ops: &[Op]) -> std::result::Result<(), Failure> {
+    async fn send_atomic(
+        &mut self,
+        ops: &[Op],
+        dropped: HashSet<(usize, usize)>,
+    ) -> std::result::Result<AtomicRound, Failure> {
+        let marker = self.marker.clone().expect("atomic has a marker");
+        let last = ops.last().map(|o| o.position).unwrap_or_default();
+        let addr = self.map.node(Route::Any);
+        let node = self.node(&addr).await?;
+        let mut expect: Vec<Option<(usize, usize)>> = Vec::new();
+        node.conn.queue(&["MULTI"]);
+        let mut db = node.db;
+        for (i, op) in ops.iter().enumerate() {
+            if db != op.db {
+                node.conn
+                    .queue(&[b"SELECT".as_slice(), op.db.to_string().as_bytes()]);
+                expect.push(None);
+            }
+            for (j, c) in op.unit.cmds().iter().enumerate() {
+                if dropped.contains(&(i, j)) {
+                    continue;
+                }
+                node.conn.queue(&c.argv);
+                expect.push(Some((i, j)));
+            }
+            db = op.end_db;
+        }
+        node.conn.queue(&["SELECT", "0"]);
+        expect.push(None);
+        let pos = last.to_string();
+        node.conn
+            .queue(&[b"SET".as_slice(), &marker, pos.as_bytes()]);
+        expect.push(None);
+        node.conn.queue(&["EXEC"]);
+        node.db = 0;
+        node.conn
+            .flush()
+            .await
+            .map_err(|e| Self::conn_err(&addr, e))?;
+        Ok(AtomicRound {
+            addr,
+            expect,
+            dropped,
+        })
+    }
+
+    /// `None`: applied. `Some(dropped)`: EXEC refused it (nothing applied); the commands
+    /// rejected when queued are reported and listed.
+    async fn read_atomic(
+        &mut self,
+        ops: &[Op],
+        r: AtomicRound,
+    ) -> std::result::Result<Option<HashSet<(usize, usize)>>, Failure> {
+        let AtomicRound {
+            addr,
+            expect,
+            mut dropped,
+        } = r;
+        let f = self.read(&addr).await?;
+        if let Frame::Error(m) = f {
+            return Err(Failure::Fatal(Error::Protocol {
+                addr: addr.clone(),
+                what: format!("MULTI refused: {}", String::from_utf8_lossy(&m)),
+            }));
+        }
+        let mut queue_errors = Vec::new();
+        for e in &expect {
+            if let Frame::Error(m) = self.read(&addr).await? {
+                queue_errors.push((*e, String::from_utf8_lossy(&m).into_owned()));
+            }
+        }
+        let exec = self.read(&addr).await?;
+        match exec {
+            Frame::Array(items) if queue_errors.is_empty() => {
+                for (e, f) in expect.iter().zip(items) {
+                    if let (Some((i, j)), Frame::Error(m)) = (e, f) {
+                        let op = &ops[*i];
+                        self.record_error(
+                            &addr,
+                            op,
+                            &op.unit.cmds()[*j],
+                            &String::from_utf8_lossy(&m),
+                        )?;
+                    }
+                }
+                Ok(None)
+            }
+            _ => {
+                let mut internal = None;
+                for (e, m) in queue_errors {
+                    match e {
+                        Some((i, j)) => {
+                            let op = &ops[i];
+                            self.record_error(&addr, op, &op.unit.cmds()[j], &m)?;
+                            dropped.insert((i, j));
+                        }
+                        None => internal = Some(m),
+                    }
+                }
+                if let Some(m) = internal {
+                    return Err(Failure::Fatal(Error::Protocol {
+                        addr,
+                        what: format!("the replay marker could not be written: {m}"),
+                    }));
+                }
+                Ok(Some(dropped))
+            }
+        }
+    }
+
+    fn items_of(&self, ops: &[Op]) -> Vec<Item> {
         let mut items: Vec<Item> = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             match &op.unit {
@@ -454,143 +530,13 @@ impl Writer {
                 }),
             }
         }
+        items
+    }
+
+    async fn finish_plain(&mut self, ops: &[Op], round: Round) -> std::result::Result<(), Failure> {
+        let (mut items, mut wait) = self.read_round(ops, round).await?;
         let mut backoff = Duration::from_millis(100);
         for _attempt in 0..60 {
-            // group by node, keeping order
-            let mut order: Vec<String> = Vec::new();
-            let mut per_node: HashMap<String, Vec<Item>> = HashMap::new();
-            for it in items.drain(..) {
-                let addr = it.node.clone().unwrap_or_else(|| {
-                    let op = &ops[it.op];
-                    let route = match it.cmd {
-                        Some(j) => op.unit.cmds()[j].route,
-                        None => op.unit.cmds().first().map_or(Route::Any, |c| c.route),
-                    };
-                    self.map.node(route)
-                });
-                if !per_node.contains_key(&addr) {
-                    order.push(addr.clone());
-                }
-                per_node.entry(addr).or_default().push(it);
-            }
-            let mut expects: HashMap<String, Vec<(Expect, Option<Item>)>> = HashMap::new();
-            for addr in &order {
-                let list = &per_node[addr];
-                let node = self.node(addr).await?;
-                let mut ex = Vec::new();
-                for it in list {
-                    let op = &ops[it.op];
-                    if node.db != op.db {
-                        node.conn
-                            .queue(&[b"SELECT".as_slice(), op.db.to_string().as_bytes()]);
-                        ex.push((Expect::Internal, None));
-                        node.db = op.db;
-                    }
-                    if it.asking {
-                        node.conn.queue(&["ASKING"]);
-                        ex.push((Expect::Internal, None));
-                    }
-                    match it.cmd {
-                        Some(j) => {
-                            node.conn.queue(&op.unit.cmds()[j].argv);
-                            ex.push((Expect::Cmd(j), Some(it.clone())));
-                        }
-                        None => {
-                            node.conn.queue(&["MULTI"]);
-                            ex.push((Expect::Multi, Some(it.clone())));
-                            for (j, c) in op.unit.cmds().iter().enumerate() {
-                                node.conn.queue(&c.argv);
-                                ex.push((Expect::Queued(j), Some(it.clone())));
-                            }
-                            node.conn.queue(&["EXEC"]);
-                            ex.push((Expect::Exec(it.op), Some(it.clone())));
-                            node.db = op.end_db;
-                        }
-                    }
-                }
-                node.conn
-                    .flush()
-                    .await
-                    .map_err(|e| Self::conn_err(addr, e))?;
-                expects.insert(addr.clone(), ex);
-            }
-            let mut wait = false;
-            for addr in &order {
-                let ex = expects.remove(addr).unwrap_or_default();
-                let mut unit_retry: Option<(Item, bool)> = None;
-                let mut queued_errors: Vec<(usize, String)> = Vec::new();
-                for (e, it) in ex {
-                    let f = self.read(addr).await?;
-                    match e {
-                        Expect::Internal => {
-                            if let Frame::Error(m) = f {
-                                let m = String::from_utf8_lossy(&m).into_owned();
-                                return Err(Failure::Fatal(Error::Protocol {
-                                    addr: addr.clone(),
-                                    what: format!("SELECT/ASKING refused: {m}"),
-                                }));
-                            }
-                        }
-                        Expect::Cmd(j) => {
-                            let it = it.expect("cmd item");
-                            match self.check(addr, ops, &it, j, f)? {
-                                Outcome::Done => {}
-                                Outcome::Retry(it, w) => {
-                                    wait |= w;
-                                    items.push(it);
-                                }
-                            }
-                        }
-                        Expect::Multi => {
-                            unit_retry = None;
-                            queued_errors.clear();
-                        }
-                        Expect::Queued(j) => {
-                            if let Frame::Error(m) = f {
-                                let m = String::from_utf8_lossy(&m).into_owned();
-                                let it = it.expect("unit item");
-                                match self.redirect_or_wait(&m, it.clone()) {
-                                    Some((r, w)) => unit_retry = Some((r, w)),
-                                    None => queued_errors.push((j, m)),
-                                }
-                            }
-                        }
-                        Expect::Exec(i) => {
-                            let it = it.expect("unit item");
-                            if let Some((r, w)) = unit_retry.take() {
-                                wait |= w;
-                                items.push(r);
-                                continue;
-                            }
-                            let op = &ops[i];
-                            for (j, m) in queued_errors.drain(..) {
-                                self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
-                            }
-                            match f {
-                                Frame::Array(replies) => {
-                                    for (j, r) in replies.into_iter().enumerate() {
-                                        if let Frame::Error(m) = r {
-                                            let m = String::from_utf8_lossy(&m).into_owned();
-                                            self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
-                                        }
-                                    }
-                                }
-                                Frame::Error(m) => {
-                                    let m = String::from_utf8_lossy(&m).into_owned();
-                                    if let Some((r, w)) = self.redirect_or_wait(&m, it) {
-                                        wait |= w;
-                                        items.push(r);
-                                    } else if !m.starts_with("EXECABORT") {
-                                        let c = Cmd::new(vec![b"EXEC".to_vec()], Route::Any);
-                                        self.record_error(addr, op, &c, &m)?;
-                                    }
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-            }
             if items.is_empty() {
                 return Ok(());
             }
@@ -600,6 +546,11 @@ impl Writer {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
+            let round = self.send_round(ops, items).await?;
+            (items, wait) = self.read_round(ops, round).await?;
+        }
+        if items.is_empty() {
+            return Ok(());
         }
         let it = &items[0];
         Err(Failure::Fatal(Error::Protocol {
@@ -609,6 +560,159 @@ impl Writer {
                 self.shard, ops[it.op].position
             ),
         }))
+    }
+
+    async fn send_round(
+        &mut self,
+        ops: &[Op],
+        items: Vec<Item>,
+    ) -> std::result::Result<Round, Failure> {
+        // group by node, keeping order
+        let mut order: Vec<String> = Vec::new();
+        let mut per_node: HashMap<String, Vec<Item>> = HashMap::new();
+        for it in items {
+            let addr = it.node.clone().unwrap_or_else(|| {
+                let op = &ops[it.op];
+                let route = match it.cmd {
+                    Some(j) => op.unit.cmds()[j].route,
+                    None => op.unit.cmds().first().map_or(Route::Any, |c| c.route),
+                };
+                self.map.node(route)
+            });
+            if !per_node.contains_key(&addr) {
+                order.push(addr.clone());
+            }
+            per_node.entry(addr).or_default().push(it);
+        }
+        let mut expects: HashMap<String, Vec<(Expect, Option<Item>)>> = HashMap::new();
+        for addr in &order {
+            let list = &per_node[addr];
+            let node = self.node(addr).await?;
+            let mut ex = Vec::new();
+            for it in list {
+                let op = &ops[it.op];
+                if node.db != op.db {
+                    node.conn
+                        .queue(&[b"SELECT".as_slice(), op.db.to_string().as_bytes()]);
+                    ex.push((Expect::Internal, None));
+                    node.db = op.db;
+                }
+                if it.asking {
+                    node.conn.queue(&["ASKING"]);
+                    ex.push((Expect::Internal, None));
+                }
+                match it.cmd {
+                    Some(j) => {
+                        node.conn.queue(&op.unit.cmds()[j].argv);
+                        ex.push((Expect::Cmd(j), Some(it.clone())));
+                    }
+                    None => {
+                        node.conn.queue(&["MULTI"]);
+                        ex.push((Expect::Multi, Some(it.clone())));
+                        for (j, c) in op.unit.cmds().iter().enumerate() {
+                            node.conn.queue(&c.argv);
+                            ex.push((Expect::Queued(j), Some(it.clone())));
+                        }
+                        node.conn.queue(&["EXEC"]);
+                        ex.push((Expect::Exec(it.op), Some(it.clone())));
+                        node.db = op.end_db;
+                    }
+                }
+            }
+            node.conn
+                .flush()
+                .await
+                .map_err(|e| Self::conn_err(addr, e))?;
+            expects.insert(addr.clone(), ex);
+        }
+        Ok(Round { order, expects })
+    }
+
+    async fn read_round(
+        &mut self,
+        ops: &[Op],
+        round: Round,
+    ) -> std::result::Result<(Vec<Item>, bool), Failure> {
+        let Round { order, mut expects } = round;
+        let mut items = Vec::new();
+        let mut wait = false;
+        for addr in &order {
+            let ex = expects.remove(addr).unwrap_or_default();
+            let mut unit_retry: Option<(Item, bool)> = None;
+            let mut queued_errors: Vec<(usize, String)> = Vec::new();
+            for (e, it) in ex {
+                let f = self.read(addr).await?;
+                match e {
+                    Expect::Internal => {
+                        if let Frame::Error(m) = f {
+                            let m = String::from_utf8_lossy(&m).into_owned();
+                            return Err(Failure::Fatal(Error::Protocol {
+                                addr: addr.clone(),
+                                what: format!("SELECT/ASKING refused: {m}"),
+                            }));
+                        }
+                    }
+                    Expect::Cmd(j) => {
+                        let it = it.expect("cmd item");
+                        match self.check(addr, ops, &it, j, f)? {
+                            Outcome::Done => {}
+                            Outcome::Retry(it, w) => {
+                                wait |= w;
+                                items.push(it);
+                            }
+                        }
+                    }
+                    Expect::Multi => {
+                        unit_retry = None;
+                        queued_errors.clear();
+                    }
+                    Expect::Queued(j) => {
+                        if let Frame::Error(m) = f {
+                            let m = String::from_utf8_lossy(&m).into_owned();
+                            let it = it.expect("unit item");
+                            match self.redirect_or_wait(&m, it.clone()) {
+                                Some((r, w)) => unit_retry = Some((r, w)),
+                                None => queued_errors.push((j, m)),
+                            }
+                        }
+                    }
+                    Expect::Exec(i) => {
+                        let it = it.expect("unit item");
+                        if let Some((r, w)) = unit_retry.take() {
+                            wait |= w;
+                            items.push(r);
+                            continue;
+                        }
+                        let op = &ops[i];
+                        for (j, m) in queued_errors.drain(..) {
+                            self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
+                        }
+                        match f {
+                            Frame::Array(replies) => {
+                                for (j, r) in replies.into_iter().enumerate() {
+                                    if let Frame::Error(m) = r {
+                                        let m = String::from_utf8_lossy(&m).into_owned();
+                                        self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
+                                    }
+                                }
+                            }
+                            Frame::Error(m) => {
+                                let m = String::from_utf8_lossy(&m).into_owned();
+                                if let Some((r, w)) = self.redirect_or_wait(&m, it) {
+                                    wait |= w;
+                                    items.push(r);
+                                } else if !m.starts_with("EXECABORT") {
+                                    let c = Cmd::new(vec![b"EXEC".to_vec()], Route::Any);
+                                    self.record_error(addr, op, &c, &m)?;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok((items, wait))
     }
 
     /// For a redirect or a transient cluster state: the item to retry and whether to wait.
