@@ -1,8 +1,9 @@
 //! `shake replay` against real servers: journals captured from a live source with every type,
 //! several dbs and a command stream, replayed onto fresh servers of the same, an older and a
 //! newer version and onto a cluster; `DEBUG DIGEST` compared. Conflict policies, replaying
-//! twice, absolute TTLs, expired keys, `--until-offset`, kill -9 of replay then resume with
-//! non-idempotent commands, and follow mode with capture running under writes.
+//! twice, absolute TTLs, expired keys, `--until-offset`/`--until-time`, kill -9 of replay and of
+//! the target then resume with non-idempotent commands, follow mode with capture running under
+//! writes, module keys without the module, MOVED/ASK, cluster ↔ standalone.
 
 use crate::support::{Client, Cluster, Server, shake, shake_run, wait_until};
 use shake::journal::{Record, RecoveryMode, ShardReader};
@@ -376,8 +377,8 @@ fn expired_keys_are_not_written_and_dry_run_writes_nothing() {
     assert_eq!(target.client().cmd(&["DBSIZE"]).as_int(), Some(1));
 }
 
-/// `--until-offset N` stops right after the command at offset N: the target holds the counter
-/// as it was at that point.
+/// `--until-offset N` stops right after the command at offset N, `--until-time T` after the
+/// last command captured at or before T: the target holds the counter as it was then.
 #[test]
 fn until_offset_stops_at_that_point() {
     let source = Server::start("7.0");
@@ -385,6 +386,7 @@ fn until_offset_stops_at_that_point() {
     let j = capture(&source, dir.path(), |c| {
         for _ in 0..20 {
             c.cmd(&["INCR", "n"]);
+            std::thread::sleep(Duration::from_millis(25));
         }
     });
     let r = ShardReader::open(&j, "shard-000", RecoveryMode::Refuse).unwrap();
@@ -405,6 +407,27 @@ fn until_offset_stops_at_that_point() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(target.client().text(&["GET", "n"]), "7");
+    // --until-time: no command captured after the 12th INCR's capture time
+    let times: Vec<u64> = r
+        .entries()
+        .map(|e| e.unwrap())
+        .filter_map(|e| match &e.record {
+            Record::Command(c) if c.argv[0].eq_ignore_ascii_case(b"INCR") => Some(c.time_ms),
+            _ => None,
+        })
+        .collect();
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(times[11]);
+    let text = humantime::format_rfc3339_millis(at).to_string();
+    let target = Server::start("7.0");
+    let out = replay(
+        &j,
+        &target.url(),
+        &["--no-checkpoint", "--until-time", &text],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let want = times.iter().filter(|t| **t <= times[11]).count();
+    assert!(want < 20, "the INCRs are spread in time: {times:?}");
+    assert_eq!(target.client().text(&["GET", "n"]), want.to_string());
 }
 
 /// kill -9 of replay in the middle of a stream of INCR/RPUSH, then resume from the checkpoint
@@ -683,4 +706,80 @@ fn writer_follows_moved_and_ask_on_a_real_cluster() {
         "v",
         "ASK followed to the importing node"
     );
+}
+
+/// A 3-master cluster's journal (three shards) replayed in parallel onto a standalone server
+/// and onto another 3-master cluster (its slots dealt to other node ports): every key, with an
+/// equal per-key digest.
+#[test]
+fn cluster_to_standalone_and_cluster_to_cluster() {
+    let source = Cluster::start("7.0", 3, 0);
+    let mut keys: Vec<(String, String)> = Vec::new(); // (key, DEBUG DIGEST-VALUE)
+    for node in &source.nodes {
+        let mut nc = node.client();
+        let mut written = 0;
+        let mut i = 0;
+        while written < 40 {
+            let key = format!("key:{i}");
+            i += 1;
+            if nc.try_cmd(&["RPUSH", &key, "a", &key]).unwrap().is_error() {
+                continue;
+            }
+            nc.cmd(&["SADD", &format!("{{{key}}}:set"), "x", "y"]);
+            written += 1;
+        }
+    }
+    for node in &source.nodes {
+        let mut nc = node.client();
+        for k in nc.cmd(&["KEYS", "*"]).as_array().unwrap() {
+            let k = k.as_str().unwrap().to_string();
+            let d = nc.cmd(&["DEBUG", "DIGEST-VALUE", &k]);
+            let d = d.as_array().unwrap()[0].as_str().unwrap().to_string();
+            keys.push((k, d));
+        }
+    }
+    assert_eq!(keys.len(), 240);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = shake_run(&[
+        "capture",
+        "--source",
+        &source.url(),
+        "--journal",
+        j.to_str().unwrap(),
+        "--snapshot-only",
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let standalone = Server::start("7.0");
+    let out = replay(&j, &standalone.url(), &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let mut tc = standalone.client();
+    assert_eq!(tc.cmd(&["DBSIZE"]).as_int(), Some(240));
+    for (k, d) in &keys {
+        let got = tc.cmd(&["DEBUG", "DIGEST-VALUE", k]);
+        assert_eq!(got.as_array().unwrap()[0].as_str().unwrap(), d, "{k}");
+    }
+
+    let target = Cluster::start("7.0", 3, 0);
+    let out = replay(&j, &target.url(), &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let mut found = 0;
+    for node in &target.nodes {
+        let mut nc = node.client();
+        for k in nc.cmd(&["KEYS", "*"]).as_array().unwrap() {
+            let k = k.as_str().unwrap().to_string();
+            let d = nc.cmd(&["DEBUG", "DIGEST-VALUE", &k]);
+            let want = &keys
+                .iter()
+                .find(|(key, _)| *key == k)
+                .expect("only source keys")
+                .1;
+            assert_eq!(d.as_array().unwrap()[0].as_str().unwrap(), want, "{k}");
+            found += 1;
+        }
+    }
+    assert_eq!(found, 240);
 }
