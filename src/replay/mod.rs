@@ -907,7 +907,18 @@ fn key_op(
     let db = rc.stream.db(k.db, pos)?;
     Ok(
         match rc.keys.convert(k, value, st.src_version, db, pos, now_ms()) {
-            Converted::Op(op) => Some(op),
+            Converted::Op(op, warnings) => {
+                for w in warnings {
+                    rc.stats.lossy.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        shard = %rc.shard,
+                        %pos,
+                        key = %error::printable_key(&k.key),
+                        "written as commands, not exactly: {w}"
+                    );
+                }
+                Some(op)
+            }
             Converted::Expired => {
                 rc.stats.expired.fetch_add(1, Relaxed);
                 None

@@ -28,6 +28,8 @@ pub struct Stats {
     pub expired: AtomicU64,
     /// Function libraries loaded.
     pub functions: AtomicU64,
+    /// Rewritten keys the commands could not reproduce exactly (each logged with its key).
+    pub lossy: AtomicU64,
     /// Module AUX records (not replayable: modules rebuild them).
     pub module_aux: AtomicU64,
     /// Stream records (commands and transactions) applied.
@@ -60,6 +62,8 @@ pub struct Summary {
     pub expired: u64,
     /// See [`Stats::functions`].
     pub functions: u64,
+    /// See [`Stats::lossy`].
+    pub lossy: u64,
     /// See [`Stats::module_aux`].
     pub module_aux: u64,
     /// See [`Stats::records`].
@@ -121,6 +125,7 @@ impl Stats {
             skipped: self.skipped.load(Relaxed),
             expired: self.expired.load(Relaxed),
             functions: self.functions.load(Relaxed),
+            lossy: self.lossy.load(Relaxed),
             module_aux: self.module_aux.load(Relaxed),
             records: self.records.load(Relaxed),
             commands: self.commands.load(Relaxed),

@@ -23,8 +23,9 @@ use super::plan::TargetInfo;
 /// What became of a key.
 #[derive(Debug)]
 pub enum Converted {
-    /// Write it with this op.
-    Op(Op),
+    /// Write it with this op. The strings say what the command rewrite could not reproduce
+    /// exactly (field TTLs on a target without them, stream metadata …): reported per key.
+    Op(Op, Vec<String>),
     /// Its expiry is already past: not written (Redis would drop it on load too).
     Expired,
     /// It cannot reach this target; the reason names the type and the target.
@@ -143,7 +144,7 @@ impl KeyConverter {
                 ConflictPolicy::Skip => OnBusy::Skip,
                 ConflictPolicy::Error => OnBusy::Stop,
             };
-            return Converted::Op(mk(Unit::Commands(vec![cmd]), None));
+            return Converted::Op(mk(Unit::Commands(vec![cmd]), None), Vec::new());
         }
         if t.kind() == Kind::Module {
             return Converted::Impossible(format!(
@@ -151,12 +152,13 @@ impl KeyConverter {
                 k.type_id
             ));
         }
-        let commands = match rewrite(&k.key, t, Bytes::from(value), k.expire_ms, &self.rewrite) {
+        let mut commands = match rewrite(&k.key, t, Bytes::from(value), k.expire_ms, &self.rewrite)
+        {
             Ok(c) => c,
             Err(e) => return Converted::Impossible(format!("value does not decode: {e}")),
         };
         let mut cmds = Vec::new();
-        for c in commands {
+        for c in commands.by_ref() {
             match c {
                 Ok(argv) => cmds.push(Cmd::new(argv, route)),
                 Err(e) => return Converted::Impossible(format!("value does not decode: {e}")),
@@ -174,7 +176,12 @@ impl KeyConverter {
                 },
             }),
         };
-        Converted::Op(mk(Unit::Commands(cmds), guard))
+        let warnings = commands
+            .warnings()
+            .into_iter()
+            .map(|w| format!("{w:?}"))
+            .collect();
+        Converted::Op(mk(Unit::Commands(cmds), guard), warnings)
     }
 
     /// A function library: `FUNCTION LOAD [REPLACE] code`, to every master.
