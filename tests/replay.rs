@@ -885,3 +885,38 @@ fn matrix_same_version_and_7_4_onto_7_0_reports_what_is_not_exact() {
         }
     }
 }
+
+/// A password-protected target through `SHAKE_TARGET_PASSWORD`: replay works, and the password
+/// appears nowhere in the output or the checkpoint.
+#[test]
+fn target_password_from_the_environment_never_printed() {
+    let source = Server::start("7.0");
+    source.client().cmd(&["SET", "k", "v"]);
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| {
+        c.cmd(&["INCR", "n"]);
+    });
+    let target = Server::builder("7.0").password("s3cret-pw").start();
+    let out = crate::support::run(
+        shake()
+            .args([
+                "replay",
+                j.to_str().unwrap(),
+                "--target",
+                &target.url_without_password(),
+            ])
+            .args(["--progress", "none", "-v"])
+            .env("SHAKE_TARGET_PASSWORD", "s3cret-pw"),
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("s3cret-pw") && !out.stderr.contains("s3cret-pw"));
+    let state = dir.path().join("j.replay-state");
+    for f in std::fs::read_dir(state).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        assert!(!text.contains("s3cret-pw"), "{text}");
+    }
+    let mut tc = target.client();
+    tc.cmd(&["AUTH", "s3cret-pw"]);
+    assert_eq!(tc.text(&["GET", "k"]), "v");
+    assert_eq!(tc.text(&["GET", "n"]), "1");
+}

@@ -8,22 +8,20 @@ use crate::journal::Position;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Talking to the target failed (connect, login, I/O) and retries did not help.
-    #[error("target {addr}: {source}")]
+    #[error("target {addr}: {cause}")]
     Net {
         /// `host:port` of the target node.
         addr: String,
         /// The network error (already scrubbed of credentials).
-        #[source]
-        source: crate::net::Error,
+        cause: crate::net::Error,
     },
     /// Reading the journal failed.
-    #[error("journal shard {shard}: {source}")]
+    #[error("journal shard {shard}: {cause}")]
     Journal {
         /// The shard directory name.
         shard: String,
         /// The journal error (names file and byte offset).
-        #[source]
-        source: crate::journal::Error,
+        cause: crate::journal::Error,
     },
     /// The journal holds nothing a replay can start from.
     #[error("journal shard {shard}: {why}")]

@@ -96,7 +96,7 @@ fn now_ms() -> i64 {
 pub async fn run(opts: ReplayOptions, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Outcome> {
     let manifest = journal::read_journal(&opts.journal_dir).map_err(|source| Error::Journal {
         shard: "-".into(),
-        source,
+        cause: source,
     })?;
     let shards: Vec<String> = manifest
         .shards
@@ -111,7 +111,22 @@ pub async fn run(opts: ReplayOptions, stop: Arc<AtomicBool>, stats: Arc<Stats>) 
             opts.shards
         )));
     }
-    let target = plan::inspect(&opts.target, &opts.connect).await?;
+    // The target may be down or restarting when replay starts: retry like any later failure.
+    let mut backoff = Duration::from_millis(250);
+    let mut attempt = 0;
+    let target = loop {
+        match plan::inspect(&opts.target, &opts.connect).await {
+            Ok(t) => break t,
+            Err(e @ Error::Net { .. }) if attempt < opts.max_retries && !stop.load(Relaxed) => {
+                attempt += 1;
+                stats.reconnects.fetch_add(1, Relaxed);
+                tracing::warn!(attempt, "{e}: retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     tracing::info!(
         target = %opts.target,
         version = %target.version,
@@ -227,7 +242,7 @@ async fn replay_shard(ctx: ShardCtx) -> ShardOutcome {
 fn last_complete_epoch(reader: &ShardReader, shard: &str) -> Result<(u64, Position)> {
     let jerr = |source| Error::Journal {
         shard: shard.to_string(),
-        source,
+        cause: source,
     };
     let mut starts: Vec<Position> = reader
         .manifest()
@@ -282,7 +297,7 @@ async fn drive(
     let reader =
         ShardReader::open_dir(&dir, RecoveryMode::Refuse).map_err(|source| Error::Journal {
             shard: shard.clone(),
-            source,
+            cause: source,
         })?;
     let (epoch, start) = last_complete_epoch(&reader, &shard)?;
     let standalone_addr = opts.target.addr();
@@ -741,7 +756,7 @@ fn read_shard(rc: ReadCtx, tx: tokio::sync::mpsc::Sender<Msg>) {
 fn read_inner(rc: &ReadCtx, send: &dyn Fn(Msg) -> bool) -> Result<()> {
     let jerr = |source| Error::Journal {
         shard: rc.shard.clone(),
-        source,
+        cause: source,
     };
     let reader = ShardReader::open_dir(&rc.dir, RecoveryMode::Refuse).map_err(jerr)?;
     let mut st = ReadState {

@@ -51,7 +51,7 @@ pub async fn inspect(target: &Endpoint, connect: &ConnectOptions) -> Result<Targ
     let addr = target.addr();
     let net = |source| Error::Net {
         addr: addr.clone(),
-        source,
+        cause: source,
     };
     let mut conn = Connection::connect(target, connect).await.map_err(net)?;
     let info = conn.info("server").await.map_err(net)?;

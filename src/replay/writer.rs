@@ -184,7 +184,7 @@ impl Writer {
                 .map_err(|source| {
                     Failure::Connection(Error::Net {
                         addr: addr.into(),
-                        source,
+                        cause: source,
                     })
                 })?;
             self.nodes.insert(addr.to_string(), Node { conn, db: 0 });
@@ -195,7 +195,7 @@ impl Writer {
     fn conn_err(addr: &str, source: crate::net::Error) -> Failure {
         Failure::Connection(Error::Net {
             addr: addr.to_string(),
-            source,
+            cause: source,
         })
     }
 
