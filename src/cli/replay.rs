@@ -226,6 +226,15 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                     "replay"
                 );
                 last = s.commands;
+                for (shard, p) in stats.shards() {
+                    tracing::info!(
+                        shard = %shard,
+                        phase = if p.snapshot { "snapshot" } else { "stream" },
+                        acked_offset = p.acked_offset,
+                        lag_bytes = p.lag(),
+                        "replay shard"
+                    );
+                }
             }
         })
     };

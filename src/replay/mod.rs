@@ -300,6 +300,10 @@ async fn drive(
             cause: source,
         })?;
     let (epoch, start) = last_complete_epoch(&reader, &shard)?;
+    // lag is measured against the journal's end (moved on by the follower in --follow)
+    if let Some(end) = reader.last() {
+        ctx.stats.read_to(&shard, end.offset);
+    }
     let standalone_addr = opts.target.addr();
     let map = SlotMap::new(&ctx.target.topology, &standalone_addr);
     let marker = ctx
@@ -555,6 +559,11 @@ fn ack(
         return;
     };
     *acked = Some(last.position);
+    ctx.stats.acked_to(
+        &ctx.shard,
+        last.position.offset,
+        last.phase == Phase::Snapshot,
+    );
     if let Some(c) = &ctx.checkpoint {
         c.set(&ctx.shard, last.position, last.phase);
     }
@@ -827,6 +836,9 @@ fn entry(
         }
     }
     st.last = Some(pos);
+    if pos.seq == 0 || matches!(e.record, Record::SnapshotEnd(_)) {
+        rc.stats.read_to(&rc.shard, pos.offset);
+    }
     if skip {
         return Ok(Step::Go);
     }

@@ -45,6 +45,26 @@ pub struct Stats {
     /// Commands (or keys) that failed.
     pub failed: AtomicU64,
     failures: Mutex<BTreeMap<String, u64>>,
+    shards: Mutex<BTreeMap<String, ShardProgress>>,
+}
+
+/// Where one shard is, for progress lines.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ShardProgress {
+    /// In the snapshot (true) or the stream.
+    pub snapshot: bool,
+    /// Replication offset of the last record the target acknowledged.
+    pub acked_offset: u64,
+    /// Replication offset of the journal's end as far as replay knows it (the last record when
+    /// it started, then what the follower read).
+    pub read_offset: u64,
+}
+
+impl ShardProgress {
+    /// Bytes of replication stream read but not yet acknowledged by the target.
+    pub fn lag(&self) -> u64 {
+        self.read_offset.saturating_sub(self.acked_offset)
+    }
 }
 
 /// A counter snapshot for the summary and the tests.
@@ -114,6 +134,26 @@ impl Stats {
         } else if n == LOGGED_FAILURES {
             tracing::error!("more than {LOGGED_FAILURES} failures: only counting from now on");
         }
+    }
+
+    /// Records what the journal reader of `shard` reached.
+    pub fn read_to(&self, shard: &str, offset: u64) {
+        let mut m = self.shards.lock().unwrap();
+        let p = m.entry(shard.to_string()).or_default();
+        p.read_offset = p.read_offset.max(offset);
+    }
+
+    /// Records what the target acknowledged for `shard`.
+    pub fn acked_to(&self, shard: &str, offset: u64, snapshot: bool) {
+        let mut m = self.shards.lock().unwrap();
+        let p = m.entry(shard.to_string()).or_default();
+        p.acked_offset = offset;
+        p.snapshot = snapshot;
+    }
+
+    /// Per-shard progress now.
+    pub fn shards(&self) -> BTreeMap<String, ShardProgress> {
+        self.shards.lock().unwrap().clone()
     }
 
     /// The counters now.
