@@ -384,6 +384,7 @@ async fn drive(
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
     let mut ended = false;
     let mut keep_none = false;
+    let mut reader_error: Option<Error> = None;
     'outer: loop {
         let mut batch: Vec<Op> = Vec::new();
         let mut permits = Vec::new();
@@ -425,8 +426,10 @@ async fn drive(
                     break;
                 }
                 Some(Msg::Error(e)) => {
-                    result = Err(e);
-                    break 'outer;
+                    // finish what is in flight (so the checkpoint covers it), then stop
+                    reader_error = Some(e);
+                    ended = true;
+                    break;
                 }
                 Some(Msg::Op(op, permit)) => {
                     let phase_change = batch.last().is_some_and(|l| l.phase != op.phase);
@@ -527,9 +530,12 @@ async fn drive(
             break;
         }
     }
+    if let (Ok(()), Some(e)) = (&result, reader_error) {
+        result = Err(e);
+    }
     drop(rx);
     let _ = reader_thread.await;
-    if result.is_ok() && marker_dirty {
+    if marker_dirty && (result.is_ok() || matches!(result, Err(Error::Journal { .. }))) {
         if let Some(c) = &ctx.checkpoint {
             c.save()?;
         }
