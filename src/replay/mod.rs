@@ -166,6 +166,7 @@ pub async fn run(opts: ReplayOptions, stop: Arc<AtomicBool>, stats: Arc<Stats>) 
             stop: stop.clone(),
             buckets: buckets.clone(),
             journal_id: manifest.created_unix_ms,
+            journal_shards: manifest.shards.len(),
         };
         tasks.push((shard, tokio::spawn(replay_shard(ctx))));
     }
@@ -204,6 +205,7 @@ struct ShardCtx {
     stop: Arc<AtomicBool>,
     buckets: Arc<(Bucket, Bucket)>,
     journal_id: u64,
+    journal_shards: usize,
 }
 
 /// Bytes of converted ops allowed between the journal reader and the target (in KiB permits),
@@ -359,12 +361,15 @@ async fn drive(
         start,
         after,
         keys: KeyConverter::new(&ctx.target, opts.restore, opts.on_conflict),
-        stream: StreamConverter::new(
-            &shard,
-            ctx.target.is_cluster(),
-            ctx.target.version_number(),
-            opts,
-        ),
+        stream: StreamConverter {
+            journal_shards: ctx.journal_shards,
+            ..StreamConverter::new(
+                &shard,
+                ctx.target.is_cluster(),
+                ctx.target.version_number(),
+                opts,
+            )
+        },
         until: opts.until,
         follow: opts.follow,
         stop: ctx.stop.clone(),

@@ -39,6 +39,9 @@ pub struct StreamConverter {
     pub target_version: u32,
     /// Source db → target db.
     pub map_db: std::collections::BTreeMap<u32, u32>,
+    /// Shards in the journal: with more than one, a flush in one shard's stream also removes
+    /// what the others replayed, which is warned about.
+    pub journal_shards: usize,
 }
 
 impl StreamConverter {
@@ -49,6 +52,7 @@ impl StreamConverter {
             cluster,
             target_version,
             map_db: opts.map_db.clone(),
+            journal_shards: 1,
         }
     }
 
@@ -71,6 +75,7 @@ impl StreamConverter {
         if skipped(&c.argv) {
             return Ok(None);
         }
+        self.warn_flush(&c.argv, position);
         let argv = absolute_expiry(c.argv, c.time_ms, self.target_version);
         let key = first_key(&argv).map(|k| k.to_vec());
         let cmds = self.routed(argv);
@@ -145,6 +150,18 @@ impl StreamConverter {
             unit,
             guard: None,
         }))
+    }
+
+    fn warn_flush(&self, argv: &[Vec<u8>], position: Position) {
+        if self.journal_shards > 1 && (is(argv, b"FLUSHALL") || is(argv, b"FLUSHDB")) {
+            tracing::warn!(
+                shard = %self.shard,
+                %position,
+                "{} in one shard's stream of a {}-shard journal: it flushes the whole target, including what other shards replayed",
+                upper(&argv[0]),
+                self.journal_shards
+            );
+        }
     }
 
     /// Routes one command, splitting the multi-key commands that can be split.
