@@ -77,7 +77,8 @@ impl StreamConverter {
         }
         self.warn_flush(&c.argv, position);
         let argv = absolute_expiry(c.argv, c.time_ms, self.target_version);
-        let key = first_key(&argv).map(|k| k.to_vec());
+        // the key for messages is taken from the failing command itself (see the writer)
+        let key = None;
         let cmds = self.routed(argv);
         Ok(Some(Op {
             position,
@@ -281,6 +282,12 @@ pub fn keys(argv: &[Vec<u8>]) -> Vec<&[u8]> {
 /// Rewrites relative expiries to absolute ones from the capture time `time_ms` (see the module
 /// docs). Commands already absolute, or with values that are not plain integers, are unchanged.
 pub fn absolute_expiry(argv: Argv, time_ms: u64, target_version: u32) -> Argv {
+    let candidate = argv.first().is_some_and(|n| {
+        matches!(n.len(), 3 | 5 | 6 | 7) && matches!(n[0].to_ascii_uppercase(), b'E' | b'P' | b'S')
+    });
+    if !candidate {
+        return argv;
+    }
     let num = |a: &[u8]| -> Option<i64> { std::str::from_utf8(a).ok()?.parse().ok() };
     let at = |rel_ms: i64| {
         (time_ms as i64)
