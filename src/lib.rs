@@ -20,6 +20,7 @@
 //! | [`rdb`]       | RDB files and streams: streaming reader (events with exact value bytes, bounded memory), decoders for every version/encoding, DUMP payloads, rewrite into commands | bytes only, no I/O runtime |
 //! | [`capture`]   | the replica side of the replication protocol (handshake, PSYNC, RDB transfer, stream with offsets, durable ACKs) and stream units (SELECT, MULTI/EXEC) | tokio, `net`, `resp` |
 //! | [`scan`]      | offline rayon scanners over journal frames: statistics, commands, big keys (`shake inspect DIR`) | `journal`, `rdb`, rayon |
+//! | [`replay`]    | applying a journal to a standalone or cluster target: snapshot keys by RESTORE or rewrite, the stream in order, pipelined with every reply checked, MOVED/ASK, checkpoint and resume, follow mode | tokio, `net`, `journal`, `rdb` |
 //! | [`units`]     | parsing of sizes (`64MiB`) and durations (`30s`) shared by every flag | nothing |
 //!
 //! The planned pipeline (capture → journal → inspect/filter → replay) and where each future
@@ -37,6 +38,7 @@ pub mod net;
 pub mod probe;
 pub mod progress;
 pub mod rdb;
+pub mod replay;
 pub mod resp;
 pub mod scan;
 pub mod units;

@@ -10,6 +10,7 @@ mod harness;
 mod inspect_journal;
 mod inspect_rdb;
 mod probe;
+mod replay;
 mod replica;
 
 mod journal_corruption;

@@ -86,3 +86,59 @@ pub fn resolve_endpoint(
     }
     Ok(endpoint)
 }
+
+/// `--target` and its companions.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Target URL, `redis://[user[:password]@]host[:port]`, or `rediss://` for TLS; any node of a
+    /// cluster. Prefer SHAKE_TARGET_PASSWORD or --target-password-file to a password in the URL.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// Read the target password from this file (first line). The environment variable
+    /// SHAKE_TARGET_PASSWORD is used when neither the URL nor this flag gives one.
+    #[arg(long, value_name = "FILE")]
+    pub target_password_file: Option<PathBuf>,
+    /// PEM file of CA certificates for the target's TLS certificate.
+    #[arg(long, value_name = "FILE")]
+    pub target_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for the target.
+    #[arg(long, value_name = "FILE", requires = "target_tls_key")]
+    pub target_tls_cert: Option<PathBuf>,
+    /// PEM private key of the target client certificate.
+    #[arg(long, value_name = "FILE", requires = "target_tls_cert")]
+    pub target_tls_key: Option<PathBuf>,
+    /// Do not verify the target's TLS certificate (explicit opt-out; logged as a warning).
+    #[arg(long)]
+    pub target_tls_insecure: bool,
+    /// Time allowed to connect, finish TLS and log in.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::units::parse_duration)]
+    pub target_connect_timeout: Duration,
+}
+
+impl TargetArgs {
+    /// The endpoint (with its password resolved) and connection options.
+    pub fn resolve(&self) -> anyhow::Result<(Endpoint, ConnectOptions)> {
+        let tls = TlsOptions {
+            ca_file: self.target_tls_ca.clone(),
+            cert_file: self.target_tls_cert.clone(),
+            key_file: self.target_tls_key.clone(),
+            insecure: self.target_tls_insecure,
+        };
+        let endpoint = resolve_endpoint(
+            &self.target,
+            self.target_password_file.as_ref(),
+            std::env::var("SHAKE_TARGET_PASSWORD").ok().as_deref(),
+            "target",
+        )?;
+        if !endpoint.tls && (tls.ca_file.is_some() || tls.cert_file.is_some() || tls.insecure) {
+            bail!("--target-tls-* flags given but the target URL is not rediss://");
+        }
+        let options = ConnectOptions {
+            tls,
+            connect_timeout: self.target_connect_timeout,
+            client_name: "shake-replay".into(),
+            ..ConnectOptions::default()
+        };
+        Ok((endpoint, options))
+    }
+}

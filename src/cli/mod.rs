@@ -9,9 +9,10 @@ mod endpoint;
 pub mod filter;
 pub mod inspect;
 pub mod probe;
+pub mod replay;
 pub mod verify;
 
-pub use endpoint::SourceArgs;
+pub use endpoint::{SourceArgs, TargetArgs};
 
 use crate::logging::LogFormat;
 use crate::progress::ProgressMode;
@@ -77,6 +78,11 @@ pub enum Command {
     /// Write a new, valid journal holding only the selected keys, databases, types and
     /// commands, positions preserved.
     Filter(filter::FilterArgs),
+    /// Apply a journal to a standalone server or a cluster: each shard's last complete snapshot
+    /// (RESTORE or commands), then its commands in order, pipelined with every reply checked;
+    /// resumable from a checkpoint; --follow keeps applying what the journal gains. Exit 1 if
+    /// any command failed.
+    Replay(replay::ReplayArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -97,5 +103,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Capture(args) => capture::run(args, &cli.global).await,
         Command::Inspect(args) => inspect::run(args, &cli.global).await,
         Command::Filter(args) => filter::run(args, &cli.global).await,
+        Command::Replay(args) => replay::run(args, &cli.global).await,
     }
 }

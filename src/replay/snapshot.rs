@@ -1,0 +1,210 @@
+//! Snapshot keys → ops: RESTORE when the target accepts the payload, the RDB engine's command
+//! rewrite otherwise, with the conflict policy honoured on both paths (RedisShake's duplicated
+//! lists on re-runs came from a policy one path ignored).
+//!
+//! RESTORE is `RESTORE key <expire ms> payload ABSTTL [REPLACE] [IDLETIME n | FREQ n]`: the expiry
+//! stays absolute, so replaying hours later does not extend a TTL. The rewrite path is `DEL`
+//! (under `replace`) then the writes then `PEXPIREAT`. Under `skip`/`error` the rewrite path
+//! first asks `EXISTS` (an [`Guard`]); RESTORE drops `REPLACE` and reads `BUSYKEY`.
+
+use bytes::Bytes;
+
+use crate::journal::{KeyRecord, Position};
+use crate::net::slot::key_slot;
+use crate::rdb::dump::{self, Compat};
+use crate::rdb::rewrite::{RewriteOptions, rewrite};
+use crate::rdb::version::{Flavor, Kind, ObjectType};
+
+use super::checkpoint::Phase;
+use super::op::{Cmd, Guard, OnBusy, Op, Route, Unit};
+use super::options::{ConflictPolicy, RestoreMode};
+use super::plan::TargetInfo;
+
+/// What became of a key.
+#[derive(Debug)]
+pub enum Converted {
+    /// Write it with this op. The strings say what the command rewrite could not reproduce
+    /// exactly (field TTLs on a target without them, stream metadata …): reported per key.
+    Op(Op, Vec<String>),
+    /// Its expiry is already past: not written (Redis would drop it on load too).
+    Expired,
+    /// It cannot reach this target; the reason names the type and the target.
+    Impossible(String),
+}
+
+/// Turns snapshot keys into ops for one target.
+#[derive(Debug, Clone)]
+pub struct KeyConverter {
+    target: TargetInfo,
+    restore: RestoreMode,
+    conflict: ConflictPolicy,
+    rewrite: RewriteOptions,
+    cluster: bool,
+}
+
+impl KeyConverter {
+    /// A converter for `target` under these policies.
+    pub fn new(target: &TargetInfo, restore: RestoreMode, conflict: ConflictPolicy) -> Self {
+        let v = target.version_number();
+        let valkey = target.product == dump::Product::Valkey;
+        KeyConverter {
+            rewrite: RewriteOptions {
+                hash_field_ttl: if valkey { v >= 900 } else { v >= 704 },
+                stream_v2_metadata: valkey || v >= 700,
+                delete_first: true,
+                string_chunk: (target.proto_max_bulk_len as usize / 2).clamp(1 << 20, 64 << 20),
+                ..RewriteOptions::default()
+            },
+            cluster: target.is_cluster(),
+            target: target.clone(),
+            restore,
+            conflict,
+        }
+    }
+
+    /// Converts key `k` (value reassembled from its chunks) of a snapshot written with
+    /// `src_version`, into target db `db`. `position` is the key's last record; `now_ms` decides
+    /// what is already expired.
+    pub fn convert(
+        &self,
+        k: &KeyRecord,
+        value: Vec<u8>,
+        src_version: u16,
+        db: u32,
+        position: Position,
+        now_ms: i64,
+    ) -> Converted {
+        if k.expire_ms.is_some_and(|e| e <= now_ms) {
+            return Converted::Expired;
+        }
+        let flavor = if src_version >= 80 {
+            Flavor::Valkey
+        } else {
+            Flavor::Redis
+        };
+        let Some(t) = ObjectType::from_byte(k.type_id, flavor) else {
+            return Converted::Impossible(format!("unknown RDB type {}", k.type_id));
+        };
+        let route = if self.cluster {
+            Route::Slot(key_slot(&k.key))
+        } else {
+            Route::Any
+        };
+        let compat = dump::compatibility(t, src_version, self.target.destination());
+        // payload = type byte + value + 10-byte footer, sent as one bulk argument
+        let too_big = value.len() as u64 + 11 > self.target.proto_max_bulk_len;
+        let restore_label = match (&compat, self.restore) {
+            (_, RestoreMode::Never) => None,
+            (Compat::Impossible { reason }, _) => return Converted::Impossible(reason.clone()),
+            (Compat::Unchanged, _) if !too_big || self.restore == RestoreMode::Always => {
+                Some(src_version)
+            }
+            (Compat::Relabel { to }, _) if !too_big || self.restore == RestoreMode::Always => {
+                Some(*to)
+            }
+            (Compat::Rewrite { reason }, RestoreMode::Always) => {
+                return Converted::Impossible(format!(
+                    "--restore always, but RESTORE cannot carry it: {reason}"
+                ));
+            }
+            _ => None,
+        };
+        let mk = |unit, guard| Op {
+            position,
+            phase: Phase::Snapshot,
+            db,
+            end_db: db,
+            key: Some(k.key.clone()),
+            unit,
+            guard,
+        };
+        if let Some(label) = restore_label {
+            let payload = dump::build(k.type_id, &value, label);
+            drop(value);
+            let mut argv = vec![
+                b"RESTORE".to_vec(),
+                k.key.clone(),
+                k.expire_ms.unwrap_or(0).max(0).to_string().into_bytes(),
+                payload,
+                b"ABSTTL".to_vec(),
+            ];
+            if self.conflict == ConflictPolicy::Replace {
+                argv.push(b"REPLACE".to_vec());
+            }
+            if let Some(idle) = k.idle {
+                argv.push(b"IDLETIME".to_vec());
+                argv.push(idle.to_string().into_bytes());
+            } else if let Some(freq) = k.freq {
+                argv.push(b"FREQ".to_vec());
+                argv.push(freq.to_string().into_bytes());
+            }
+            let mut cmd = Cmd::new(argv, route);
+            cmd.on_busy = match self.conflict {
+                ConflictPolicy::Replace => OnBusy::Fail,
+                ConflictPolicy::Skip => OnBusy::Skip,
+                ConflictPolicy::Error => OnBusy::Stop,
+            };
+            return Converted::Op(mk(Unit::Commands(vec![cmd]), None), Vec::new());
+        }
+        if t.kind() == Kind::Module {
+            return Converted::Impossible(format!(
+                "module value (type {}) has no command form and --restore never was given",
+                k.type_id
+            ));
+        }
+        let mut commands = match rewrite(&k.key, t, Bytes::from(value), k.expire_ms, &self.rewrite)
+        {
+            Ok(c) => c,
+            Err(e) => return Converted::Impossible(format!("value does not decode: {e}")),
+        };
+        let mut cmds = Vec::new();
+        for c in commands.by_ref() {
+            match c {
+                Ok(argv) => cmds.push(Cmd::new(argv, route)),
+                Err(e) => return Converted::Impossible(format!("value does not decode: {e}")),
+            }
+        }
+        let guard = match self.conflict {
+            ConflictPolicy::Replace => None,
+            p => Some(Guard {
+                key: k.key.clone(),
+                route,
+                on_exists: if p == ConflictPolicy::Skip {
+                    OnBusy::Skip
+                } else {
+                    OnBusy::Stop
+                },
+            }),
+        };
+        let warnings = commands
+            .warnings()
+            .into_iter()
+            .map(|w| format!("{w:?}"))
+            .collect();
+        Converted::Op(mk(Unit::Commands(cmds), guard), warnings)
+    }
+
+    /// A function library: `FUNCTION LOAD [REPLACE] code`, to every master.
+    pub fn function(&self, code: &[u8], position: Position) -> Op {
+        let mut argv = vec![b"FUNCTION".to_vec(), b"LOAD".to_vec()];
+        if self.conflict == ConflictPolicy::Replace {
+            argv.push(b"REPLACE".to_vec());
+        }
+        argv.push(code.to_vec());
+        let mut cmd = Cmd::new(argv, Route::All);
+        cmd.on_busy = match self.conflict {
+            ConflictPolicy::Replace => OnBusy::Fail,
+            ConflictPolicy::Skip => OnBusy::Skip,
+            ConflictPolicy::Error => OnBusy::Stop,
+        };
+        Op {
+            position,
+            phase: Phase::Snapshot,
+            db: 0,
+            end_db: 0,
+            key: None,
+            unit: Unit::Commands(vec![cmd]),
+            guard: None,
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! Stream records → ops: database mapping, expiries made absolute, and cluster routing.
+//!
+//! # Key positions
+//! The journal side's full command table is another module's job; replay needs only where the
+//! keys are, to route and to check that multi-key commands stay in one slot. [`keys`] knows the
+//! write commands a replication stream carries that do not have their (only) key at argument 1:
+//! scripts and functions (`numkeys`), `BITOP`, `XGROUP`, the `*STORE` commands with `numkeys`,
+//! and the commands whose every argument (or every other) is a key. Anything else is routed by
+//! its first argument, which is the key of every other keyed write command; keyless commands
+//! (`FLUSHALL`, `FUNCTION …`, `SCRIPT …`) go to every master, `PUBLISH` to any.
+//!
+//! # Cluster targets
+//! `DEL`/`UNLINK`/`TOUCH`/`EXISTS` spanning slots are split per key and `MSET` per slot (same
+//! effect); other cross-slot commands are sent as they are and their `CROSSSLOT` error is
+//! reported with the position. A `MULTI` block whose keys span slots is sent as individual
+//! commands (atomicity is lost, the effect is kept) with a warning naming the position.
+//!
+//! # Expiries
+//! Redis before 7.0 propagates relative expiries (`EXPIRE k 10`, `SETEX`, `SET … EX`); replayed
+//! later they would extend the TTL. They are rewritten to absolute ones (`PEXPIREAT`,
+//! `SET … PXAT`) from the record's capture time, as 7.0+ sources already send them.
+
+use crate::journal::{Command, Position, Transaction};
+use crate::net::slot::key_slot;
+
+use super::checkpoint::Phase;
+use super::error::{Error, Result};
+use super::op::{Argv, Cmd, Op, Route, Unit};
+use super::options::ReplayOptions;
+
+/// Converts stream records for one shard.
+#[derive(Debug, Clone)]
+pub struct StreamConverter {
+    /// Shard name, for messages.
+    pub shard: String,
+    /// Whether the target is a cluster.
+    pub cluster: bool,
+    /// Target server version as `major*100+minor` (SET … PXAT needs 6.2).
+    pub target_version: u32,
+    /// Source db → target db.
+    pub map_db: std::collections::BTreeMap<u32, u32>,
+    /// Shards in the journal: with more than one, a flush in one shard's stream also removes
+    /// what the others replayed, which is warned about.
+    pub journal_shards: usize,
+}
+
+impl StreamConverter {
+    /// A converter for `shard` under `opts`.
+    pub fn new(shard: &str, cluster: bool, target_version: u32, opts: &ReplayOptions) -> Self {
+        StreamConverter {
+            shard: shard.to_string(),
+            cluster,
+            target_version,
+            map_db: opts.map_db.clone(),
+            journal_shards: 1,
+        }
+    }
+
+    /// The target db of `db`, refused on a cluster when not 0.
+    pub fn db(&self, db: u32, position: Position) -> Result<u32> {
+        let to = self.map_db.get(&db).copied().unwrap_or(db);
+        if self.cluster && to != 0 {
+            return Err(Error::ClusterDb {
+                shard: self.shard.clone(),
+                position,
+                db,
+            });
+        }
+        Ok(to)
+    }
+
+    /// One command record.
+    pub fn command(&self, c: Command, position: Position) -> Result<Option<Op>> {
+        let db = self.db(c.db, position)?;
+        if skipped(&c.argv) {
+            return Ok(None);
+        }
+        self.warn_flush(&c.argv, position);
+        let argv = absolute_expiry(c.argv, c.time_ms, self.target_version);
+        // the key for messages is taken from the failing command itself (see the writer)
+        let key = None;
+        let cmds = self.routed(argv);
+        Ok(Some(Op {
+            position,
+            phase: Phase::Stream,
+            db,
+            end_db: db,
+            key,
+            unit: Unit::Commands(cmds),
+            guard: None,
+        }))
+    }
+
+    /// One `MULTI … EXEC` record.
+    pub fn transaction(&self, t: &Transaction, position: Position) -> Result<Option<Op>> {
+        let db = self.db(t.db, position)?;
+        let mut end_db = db;
+        let mut argvs = Vec::new();
+        for argv in &t.commands {
+            if skipped(argv) {
+                continue;
+            }
+            if is(argv, b"SELECT") {
+                let n: u32 = argv
+                    .get(1)
+                    .and_then(|a| std::str::from_utf8(a).ok())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                end_db = self.db(n, position)?;
+                argvs.push(vec![b"SELECT".to_vec(), end_db.to_string().into_bytes()]);
+                continue;
+            }
+            argvs.push(absolute_expiry(
+                argv.clone(),
+                t.time_ms,
+                self.target_version,
+            ));
+        }
+        if argvs.is_empty() {
+            return Ok(None);
+        }
+        let key = argvs.iter().find_map(|a| first_key(a)).map(|k| k.to_vec());
+        let unit = if !self.cluster {
+            Unit::Transaction(argvs.into_iter().map(|a| Cmd::new(a, Route::Any)).collect())
+        } else {
+            let mut slots: Vec<u16> = argvs
+                .iter()
+                .flat_map(|a| keys(a).into_iter().map(key_slot))
+                .collect();
+            slots.sort_unstable();
+            slots.dedup();
+            if slots.len() <= 1 {
+                let route = slots.first().map_or(Route::Any, |s| Route::Slot(*s));
+                Unit::Transaction(argvs.into_iter().map(|a| Cmd::new(a, route)).collect())
+            } else {
+                tracing::warn!(
+                    shard = %self.shard,
+                    %position,
+                    slots = slots.len(),
+                    "a MULTI block spans slots on a cluster target: its commands are sent one by one (not atomically)"
+                );
+                Unit::Commands(argvs.into_iter().flat_map(|a| self.routed(a)).collect())
+            }
+        };
+        Ok(Some(Op {
+            position,
+            phase: Phase::Stream,
+            db,
+            end_db,
+            key,
+            unit,
+            guard: None,
+        }))
+    }
+
+    fn warn_flush(&self, argv: &[Vec<u8>], position: Position) {
+        if self.journal_shards > 1 && (is(argv, b"FLUSHALL") || is(argv, b"FLUSHDB")) {
+            tracing::warn!(
+                shard = %self.shard,
+                %position,
+                "{} in one shard's stream of a {}-shard journal: it flushes the whole target, including what other shards replayed",
+                upper(&argv[0]),
+                self.journal_shards
+            );
+        }
+    }
+
+    /// Routes one command, splitting the multi-key commands that can be split.
+    fn routed(&self, argv: Argv) -> Vec<Cmd> {
+        if !self.cluster {
+            return vec![Cmd::new(argv, Route::Any)];
+        }
+        let name = upper(&argv[0]);
+        if matches!(
+            name.as_str(),
+            "FLUSHALL" | "FLUSHDB" | "FUNCTION" | "SCRIPT"
+        ) {
+            return vec![Cmd::new(argv, Route::All)];
+        }
+        let ks = keys(&argv);
+        let Some(first) = ks.first() else {
+            return vec![Cmd::new(argv, Route::Any)];
+        };
+        let slot = key_slot(first);
+        if ks.iter().all(|k| key_slot(k) == slot) {
+            return vec![Cmd::new(argv, Route::Slot(slot))];
+        }
+        match name.as_str() {
+            "DEL" | "UNLINK" | "TOUCH" | "EXISTS" => argv[1..]
+                .iter()
+                .map(|k| Cmd::new(vec![argv[0].clone(), k.clone()], Route::Slot(key_slot(k))))
+                .collect(),
+            "MSET" if argv.len() % 2 == 1 => {
+                let mut groups: Vec<(u16, Argv)> = Vec::new();
+                for pair in argv[1..].chunks(2) {
+                    let s = key_slot(&pair[0]);
+                    match groups.iter_mut().find(|(g, _)| *g == s) {
+                        Some((_, a)) => a.extend(pair.iter().cloned()),
+                        None => {
+                            let mut a = vec![argv[0].clone()];
+                            a.extend(pair.iter().cloned());
+                            groups.push((s, a));
+                        }
+                    }
+                }
+                groups
+                    .into_iter()
+                    .map(|(s, a)| Cmd::new(a, Route::Slot(s)))
+                    .collect()
+            }
+            _ => vec![Cmd::new(argv, Route::Slot(slot))],
+        }
+    }
+}
+
+fn upper(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).to_ascii_uppercase()
+}
+
+fn is(argv: &[Vec<u8>], name: &[u8]) -> bool {
+    argv.first().is_some_and(|a| a.eq_ignore_ascii_case(name))
+}
+
+/// Protocol chatter that is not data (a journal should not hold it; tolerated if it does).
+fn skipped(argv: &[Vec<u8>]) -> bool {
+    argv.is_empty()
+        || is(argv, b"PING")
+        || is(argv, b"REPLCONF")
+        || is(argv, b"MULTI")
+        || is(argv, b"EXEC")
+}
+
+/// The first key of a command, if it has one.
+pub fn first_key(argv: &[Vec<u8>]) -> Option<&[u8]> {
+    keys(argv).into_iter().next()
+}
+
+/// The keys of a command, as far as the table in the module docs knows them; otherwise the
+/// first argument.
+pub fn keys(argv: &[Vec<u8>]) -> Vec<&[u8]> {
+    let Some(name) = argv.first() else {
+        return vec![];
+    };
+    let args = &argv[1..];
+    let all = || args.iter().map(|a| a.as_slice()).collect::<Vec<_>>();
+    let numkeys_at = |i: usize| -> Vec<&[u8]> {
+        let n: usize = args
+            .get(i)
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        args.iter()
+            .skip(i + 1)
+            .take(n)
+            .map(|a| a.as_slice())
+            .collect()
+    };
+    match upper(name).as_str() {
+        "FLUSHALL" | "FLUSHDB" | "SWAPDB" | "FUNCTION" | "SCRIPT" | "PUBLISH" | "SPUBLISH"
+        | "SELECT" | "PING" | "MULTI" | "EXEC" | "REPLCONF" => vec![],
+        "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" | "FCALL_RO" => numkeys_at(1),
+        "BITOP" => args.iter().skip(1).map(|a| a.as_slice()).collect(),
+        "XGROUP" | "XINFO" | "OBJECT" | "MEMORY" => {
+            args.get(1).map(|a| a.as_slice()).into_iter().collect()
+        }
+        "DEL" | "UNLINK" | "TOUCH" | "EXISTS" | "SUNIONSTORE" | "SINTERSTORE" | "SDIFFSTORE"
+        | "PFMERGE" | "WATCH" => all(),
+        "MSET" | "MSETNX" => args.iter().step_by(2).map(|a| a.as_slice()).collect(),
+        "RENAME" | "RENAMENX" | "SMOVE" | "LMOVE" | "RPOPLPUSH" | "COPY" | "GEOSEARCHSTORE"
+        | "ZRANGESTORE" | "BLMOVE" | "BRPOPLPUSH" => {
+            args.iter().take(2).map(|a| a.as_slice()).collect()
+        }
+        "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => {
+            let mut v: Vec<&[u8]> = args.first().map(|a| a.as_slice()).into_iter().collect();
+            v.extend(numkeys_at(1));
+            v
+        }
+        _ => args.first().map(|a| a.as_slice()).into_iter().collect(),
+    }
+}
+
+/// Rewrites relative expiries to absolute ones from the capture time `time_ms` (see the module
+/// docs). Commands already absolute, or with values that are not plain integers, are unchanged.
+pub fn absolute_expiry(argv: Argv, time_ms: u64, target_version: u32) -> Argv {
+    let candidate = argv.first().is_some_and(|n| {
+        matches!(n.len(), 3 | 5 | 6 | 7) && matches!(n[0].to_ascii_uppercase(), b'E' | b'P' | b'S')
+    });
+    if !candidate {
+        return argv;
+    }
+    let num = |a: &[u8]| -> Option<i64> { std::str::from_utf8(a).ok()?.parse().ok() };
+    let at = |rel_ms: i64| {
+        (time_ms as i64)
+            .saturating_add(rel_ms)
+            .to_string()
+            .into_bytes()
+    };
+    let name = upper(&argv[0]);
+    let pxat = target_version >= 602;
+    match name.as_str() {
+        "EXPIRE" | "PEXPIRE" if argv.len() >= 3 => {
+            let unit = if name == "EXPIRE" { 1000 } else { 1 };
+            if let Some(n) = num(&argv[2]).filter(|n| *n > 0) {
+                let mut out = vec![
+                    b"PEXPIREAT".to_vec(),
+                    argv[1].clone(),
+                    at(n.saturating_mul(unit)),
+                ];
+                out.extend(argv[3..].iter().cloned());
+                return out;
+            }
+        }
+        "SETEX" | "PSETEX" if argv.len() == 4 && pxat => {
+            let unit = if name == "SETEX" { 1000 } else { 1 };
+            if let Some(n) = num(&argv[2]).filter(|n| *n > 0) {
+                return vec![
+                    b"SET".to_vec(),
+                    argv[1].clone(),
+                    argv[3].clone(),
+                    b"PXAT".to_vec(),
+                    at(n.saturating_mul(unit)),
+                ];
+            }
+        }
+        "SET" if argv.len() >= 5 && pxat => {
+            let mut out = argv;
+            let mut i = 3;
+            while i + 1 < out.len() {
+                let opt = upper(&out[i]);
+                if opt == "EX" || opt == "PX" {
+                    let unit = if opt == "EX" { 1000 } else { 1 };
+                    if let Some(n) = num(&out[i + 1]).filter(|n| *n > 0) {
+                        out[i] = b"PXAT".to_vec();
+                        out[i + 1] = at(n.saturating_mul(unit));
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            return out;
+        }
+        _ => {}
+    }
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Argv {
+        s.iter().map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn key_positions() {
+        assert_eq!(keys(&v(&["SET", "a", "1"])), vec![b"a".as_slice()]);
+        assert_eq!(keys(&v(&["EVALSHA", "x", "2", "k1", "k2", "arg"])).len(), 2);
+        assert_eq!(
+            keys(&v(&["BITOP", "AND", "d", "s1"])),
+            vec![b"d".as_slice(), b"s1"]
+        );
+        assert_eq!(
+            keys(&v(&["MSET", "a", "1", "b", "2"])),
+            vec![b"a".as_slice(), b"b"]
+        );
+        assert_eq!(
+            keys(&v(&[
+                "ZUNIONSTORE",
+                "d",
+                "2",
+                "a",
+                "b",
+                "WEIGHTS",
+                "1",
+                "2"
+            ]))
+            .len(),
+            3
+        );
+        assert!(keys(&v(&["FLUSHALL"])).is_empty());
+        assert_eq!(
+            keys(&v(&["XGROUP", "CREATE", "s", "g", "$"])),
+            vec![b"s".as_slice()]
+        );
+    }
+
+    #[test]
+    fn relative_expiries_become_absolute() {
+        assert_eq!(
+            absolute_expiry(v(&["EXPIRE", "k", "10"]), 1000, 700),
+            v(&["PEXPIREAT", "k", "11000"])
+        );
+        assert_eq!(
+            absolute_expiry(v(&["SETEX", "k", "2", "v"]), 1000, 700),
+            v(&["SET", "k", "v", "PXAT", "3000"])
+        );
+        assert_eq!(
+            absolute_expiry(v(&["SET", "k", "v", "PX", "5"]), 1000, 700),
+            v(&["SET", "k", "v", "PXAT", "1005"])
+        );
+        assert_eq!(
+            absolute_expiry(v(&["SET", "k", "v", "PXAT", "5"]), 1000, 700),
+            v(&["SET", "k", "v", "PXAT", "5"])
+        );
+        assert_eq!(
+            absolute_expiry(v(&["SETEX", "k", "2", "v"]), 1000, 600),
+            v(&["SETEX", "k", "2", "v"])
+        );
+    }
+
+    #[test]
+    fn cluster_splits_multi_key_deletes_and_mset() {
+        let opts = ReplayOptions::new("/j".into(), crate::net::Endpoint::new("h", 1));
+        let c = StreamConverter::new("shard-000", true, 700, &opts);
+        assert_eq!(c.routed(v(&["DEL", "a", "b", "c"])).len(), 3);
+        assert_eq!(c.routed(v(&["DEL", "{t}a", "{t}b"])).len(), 1);
+        let m = c.routed(v(&["MSET", "a", "1", "b", "2"]));
+        assert_eq!(m.len(), 2);
+        assert_eq!(c.routed(v(&["FLUSHALL"]))[0].route, Route::All);
+        let err = c.command(
+            Command {
+                db: 3,
+                time_ms: 0,
+                argv: v(&["SET", "a", "1"]),
+            },
+            Position::ZERO,
+        );
+        assert!(matches!(err, Err(Error::ClusterDb { db: 3, .. })));
+    }
+}

@@ -1,0 +1,778 @@
+//! Sending ops to the target: pipelined batches per node, every reply checked against the
+//! command that caused it.
+//!
+//! A batch is written to every node it touches, flushed, then the replies are read in order.
+//! Each reply is matched with the command that caused it: errors are counted and logged with
+//! command, key and journal position; `MOVED` updates the slot map and the command is resent,
+//! `ASK` resends once after `ASKING`, `TRYAGAIN`/`CLUSTERDOWN`/`LOADING` are retried with
+//! backoff. Only when every command of a batch has a final reply does the batch count as
+//! acknowledged (and the checkpoint may move past it).
+//!
+//! On a standalone target, stream batches are *atomic with their position*: they are sent as
+//! `MULTI … SET <marker> <position> EXEC`, so after a crash of replay or a connection loss the
+//! marker tells exactly whether the last batch was applied — a resumed replay never applies an
+//! `INCR` twice. The marker key (`shake-replay:<journal id>:<shard>` in db 0) is deleted once
+//! the checkpoint file holds the same position, so it does not stay in the data.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::journal::Position;
+use crate::net::{ConnectOptions, Connection, Endpoint};
+use crate::resp::Frame;
+
+use super::error::{Error, Result};
+use super::op::{Cmd, OnBusy, Op, Route, Unit};
+use super::report::Stats;
+use super::router::{Redirect, SlotMap, parse_redirect, split_addr};
+use super::stream::first_key;
+
+/// Why a batch did not complete.
+#[derive(Debug)]
+pub enum Failure {
+    /// The connection broke: reconnect and retry (the batch may be partly applied).
+    Connection(Error),
+    /// Stop the replay.
+    Fatal(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+struct Node {
+    conn: Connection,
+    db: u32,
+}
+
+/// The target side of one shard's replay.
+pub struct Writer {
+    shard: String,
+    endpoint: Endpoint,
+    connect: ConnectOptions,
+    map: SlotMap,
+    nodes: HashMap<String, Node>,
+    dry_run: bool,
+    stats: Arc<Stats>,
+    marker: Option<Vec<u8>>,
+    /// Commands routed per node in dry-run mode.
+    pub dry_counts: BTreeMap<String, u64>,
+}
+
+/// Which command of which op an item is (`cmd: None`: a whole transaction unit).
+#[derive(Debug, Clone)]
+struct Item {
+    op: usize,
+    cmd: Option<usize>,
+    node: Option<String>,
+    asking: bool,
+}
+
+enum Expect {
+    Internal,
+    Cmd(usize),
+    Multi,
+    Queued(usize),
+    Exec(usize),
+}
+
+/// A batch written by [`Writer::begin`] whose replies are still to be read.
+pub struct Pending {
+    kind: PendingKind,
+    n: u64,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pending({} commands)", self.n)
+    }
+}
+
+enum PendingKind {
+    Dry,
+    Plain(Round),
+    Atomic(AtomicRound),
+}
+
+struct Round {
+    order: Vec<String>,
+    expects: HashMap<String, Vec<(Expect, Option<Item>)>>,
+}
+
+struct AtomicRound {
+    addr: String,
+    expect: Vec<Option<(usize, usize)>>,
+    dropped: HashSet<(usize, usize)>,
+}
+
+enum Outcome {
+    Done,
+    Retry(Item, bool),
+}
+
+fn error_kind(msg: &str) -> String {
+    msg.split_whitespace()
+        .next()
+        .unwrap_or("ERR")
+        .to_ascii_uppercase()
+}
+
+impl Writer {
+    /// A writer for `shard`. `marker` is the marker key name when batches are atomic
+    /// (standalone targets); `None` disables it.
+    pub fn new(
+        shard: &str,
+        endpoint: &Endpoint,
+        connect: &ConnectOptions,
+        map: SlotMap,
+        dry_run: bool,
+        stats: Arc<Stats>,
+        marker: Option<Vec<u8>>,
+    ) -> Writer {
+        let atomic = !dry_run && !map.is_cluster();
+        Writer {
+            shard: shard.to_string(),
+            endpoint: endpoint.clone(),
+            connect: connect.clone(),
+            map,
+            nodes: HashMap::new(),
+            dry_run,
+            stats,
+            marker: if atomic { marker } else { None },
+            dry_counts: BTreeMap::new(),
+        }
+    }
+
+    /// Whether stream batches go out atomically with the marker.
+    pub fn atomic(&self) -> bool {
+        self.marker.is_some()
+    }
+
+    /// The slot map.
+    pub fn map(&self) -> &SlotMap {
+        &self.map
+    }
+
+    /// Replaces the slot map (after a topology refresh) and drops every connection.
+    pub fn reset(&mut self, map: SlotMap) {
+        self.map = map;
+        self.nodes.clear();
+    }
+
+    /// Drops every connection (after a failure).
+    pub fn disconnect(&mut self) {
+        self.nodes.clear();
+    }
+
+    async fn node(&mut self, addr: &str) -> std::result::Result<&mut Node, Failure> {
+        if !self.nodes.contains_key(addr) {
+            let (host, port) = split_addr(addr).ok_or_else(|| {
+                Failure::Fatal(Error::Protocol {
+                    addr: addr.into(),
+                    what: "a node address that is not host:port".into(),
+                })
+            })?;
+            let ep = self.endpoint.with_addr(host, port);
+            let mut ep0 = ep.clone();
+            ep0.db = 0;
+            let conn = Connection::connect(&ep0, &self.connect)
+                .await
+                .map_err(|source| {
+                    Failure::Connection(Error::Net {
+                        addr: addr.into(),
+                        cause: source,
+                    })
+                })?;
+            self.nodes.insert(addr.to_string(), Node { conn, db: 0 });
+        }
+        Ok(self.nodes.get_mut(addr).expect("inserted"))
+    }
+
+    fn conn_err(addr: &str, source: crate::net::Error) -> Failure {
+        Failure::Connection(Error::Net {
+            addr: addr.to_string(),
+            cause: source,
+        })
+    }
+
+    async fn read(&mut self, addr: &str) -> std::result::Result<Frame, Failure> {
+        let limit = self.connect.reply_timeout;
+        let node = self.nodes.get_mut(addr).expect("node used in this batch");
+        match tokio::time::timeout(limit, node.conn.read_frame()).await {
+            Ok(Ok((f, _))) => Ok(f),
+            Ok(Err(e)) => Err(Self::conn_err(addr, e)),
+            Err(_) => Err(Self::conn_err(
+                addr,
+                crate::net::Error::Timeout {
+                    addr: addr.to_string(),
+                    what: "replies of a pipelined batch".into(),
+                    secs: limit.as_secs_f64(),
+                },
+            )),
+        }
+    }
+
+    /// Whether `key` exists (for a guarded op).
+    pub async fn exists(
+        &mut self,
+        key: &[u8],
+        route: Route,
+        db: u32,
+    ) -> std::result::Result<bool, Failure> {
+        if self.dry_run {
+            return Ok(false);
+        }
+        let addr = self.map.node(route);
+        let node = self.node(&addr).await?;
+        if node.db != db {
+            node.conn
+                .request(&[b"SELECT".as_slice(), db.to_string().as_bytes()])
+                .await
+                .map_err(|e| Self::conn_err(&addr, e))?;
+            node.db = db;
+        }
+        let f = node
+            .conn
+            .request(&[b"EXISTS".as_slice(), key])
+            .await
+            .map_err(|e| Self::conn_err(&addr, e))?;
+        Ok(f.as_int().unwrap_or(0) > 0)
+    }
+
+    /// The position the marker records (standalone targets), if any.
+    pub async fn marker_position(&mut self) -> std::result::Result<Option<Position>, Failure> {
+        let Some(marker) = self.marker.clone() else {
+            return Ok(None);
+        };
+        let addr = self.map.node(Route::Any);
+        let node = self.node(&addr).await?;
+        if node.db != 0 {
+            node.conn
+                .request(&["SELECT", "0"])
+                .await
+                .map_err(|e| Self::conn_err(&addr, e))?;
+            node.db = 0;
+        }
+        let f = node
+            .conn
+            .request(&[b"GET".as_slice(), &marker])
+            .await
+            .map_err(|e| Self::conn_err(&addr, e))?;
+        Ok(f.as_str().and_then(|s| s.parse().ok()))
+    }
+
+    /// Deletes the marker (once the checkpoint file holds its position).
+    pub async fn clear_marker(&mut self) -> std::result::Result<(), Failure> {
+        let Some(marker) = self.marker.clone() else {
+            return Ok(());
+        };
+        if self.dry_run {
+            return Ok(());
+        }
+        let addr = self.map.node(Route::Any);
+        let node = self.node(&addr).await?;
+        if node.db != 0 {
+            node.conn
+                .request(&["SELECT", "0"])
+                .await
+                .map_err(|e| Self::conn_err(&addr, e))?;
+            node.db = 0;
+        }
+        node.conn
+            .request(&[b"DEL".as_slice(), &marker])
+            .await
+            .map_err(|e| Self::conn_err(&addr, e))?;
+        Ok(())
+    }
+
+    fn record_error(&self, addr: &str, op: &Op, cmd: &Cmd, msg: &str) -> Result<()> {
+        let kind = error_kind(msg);
+        if kind == "BUSYKEY" || msg.contains("already exists") {
+            match cmd.on_busy {
+                OnBusy::Skip => {
+                    self.stats
+                        .skipped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
+                }
+                OnBusy::Stop => {
+                    return Err(Error::Conflict {
+                        addr: addr.to_string(),
+                        shard: self.shard.clone(),
+                        key: op
+                            .key
+                            .as_deref()
+                            .map(super::error::printable_key)
+                            .unwrap_or_else(|| "-".into()),
+                        db: op.db,
+                        position: op.position,
+                    });
+                }
+                OnBusy::Fail => {}
+            }
+        }
+        let key = first_key(&cmd.argv).or(op.key.as_deref());
+        self.stats
+            .fail(&self.shard, addr, &kind, &cmd.name(), key, op.position, msg);
+        Ok(())
+    }
+
+    /// Sends `ops` and checks every reply: [`Writer::begin`] then [`Writer::finish`].
+    pub async fn execute(&mut self, ops: &[Op]) -> std::result::Result<(), Failure> {
+        let p = self.begin(ops).await?;
+        self.finish(ops, p).await
+    }
+
+    /// Writes `ops` to the target without waiting for the replies, so the next batch can be
+    /// written while the server works on this one. Atomic batches are used for stream ops on a
+    /// standalone target; otherwise commands are pipelined per node.
+    pub async fn begin(&mut self, ops: &[Op]) -> std::result::Result<Pending, Failure> {
+        let n: u64 = ops.iter().map(|o| o.len() as u64).sum();
+        let bytes: u64 = ops.iter().map(Op::wire_len).sum();
+        let kind = if self.dry_run {
+            for op in ops {
+                for c in op.unit.cmds() {
+                    let targets = match c.route {
+                        Route::All => self.map.masters(),
+                        r => vec![self.map.node(r)],
+                    };
+                    for t in targets {
+                        *self.dry_counts.entry(t).or_default() += 1;
+                    }
+                }
+            }
+            PendingKind::Dry
+        } else if n == 0 {
+            PendingKind::Dry
+        } else if self.atomic()
+            && ops
+                .iter()
+                .all(|o| o.phase == super::checkpoint::Phase::Stream)
+        {
+            PendingKind::Atomic(self.send_atomic(ops, HashSet::new()).await?)
+        } else {
+            let items = self.items_of(ops);
+            PendingKind::Plain(self.send_round(ops, items).await?)
+        };
+        Ok(Pending { kind, n, bytes })
+    }
+
+    /// Reads and checks the replies of a batch [`Writer::begin`] wrote, resending what was
+    /// redirected or refused for a transient reason.
+    pub async fn finish(&mut self, ops: &[Op], p: Pending) -> std::result::Result<(), Failure> {
+        match p.kind {
+            PendingKind::Dry => {}
+            PendingKind::Atomic(r) => {
+                if let Some(dropped) = self.read_atomic(ops, r).await? {
+                    tracing::warn!(shard = %self.shard, "a batch was refused by EXEC (commands rejected when queued, reported above): sending the rest again");
+                    let r = self.send_atomic(ops, dropped).await?;
+                    if self.read_atomic(ops, r).await?.is_some() {
+                        let last = ops.last().map(|o| o.position).unwrap_or_default();
+                        return Err(Failure::Fatal(Error::Protocol {
+                            addr: self.map.node(Route::Any),
+                            what: format!("a batch ending at {last} was refused twice by EXEC"),
+                        }));
+                    }
+                }
+            }
+            PendingKind::Plain(round) => self.finish_plain(ops, round).await?,
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.commands.fetch_add(p.n, Relaxed);
+        self.stats.bytes.fetch_add(p.bytes, Relaxed);
+        Ok(())
+    }
+
+    async fn send_atomic(
+        &mut self,
+        ops: &[Op],
+        dropped: HashSet<(usize, usize)>,
+    ) -> std::result::Result<AtomicRound, Failure> {
+        let marker = self.marker.clone().expect("atomic has a marker");
+        let last = ops.last().map(|o| o.position).unwrap_or_default();
+        let addr = self.map.node(Route::Any);
+        let node = self.node(&addr).await?;
+        let mut expect: Vec<Option<(usize, usize)>> = Vec::new();
+        node.conn.queue(&["MULTI"]);
+        let mut db = node.db;
+        for (i, op) in ops.iter().enumerate() {
+            if db != op.db {
+                node.conn
+                    .queue(&[b"SELECT".as_slice(), op.db.to_string().as_bytes()]);
+                expect.push(None);
+            }
+            for (j, c) in op.unit.cmds().iter().enumerate() {
+                if dropped.contains(&(i, j)) {
+                    continue;
+                }
+                node.conn.queue(&c.argv);
+                expect.push(Some((i, j)));
+            }
+            db = op.end_db;
+        }
+        node.conn.queue(&["SELECT", "0"]);
+        expect.push(None);
+        let pos = last.to_string();
+        node.conn
+            .queue(&[b"SET".as_slice(), &marker, pos.as_bytes()]);
+        expect.push(None);
+        node.conn.queue(&["EXEC"]);
+        node.db = 0;
+        node.conn
+            .flush()
+            .await
+            .map_err(|e| Self::conn_err(&addr, e))?;
+        Ok(AtomicRound {
+            addr,
+            expect,
+            dropped,
+        })
+    }
+
+    /// `None`: applied. `Some(dropped)`: EXEC refused it (nothing applied); the commands
+    /// rejected when queued are reported and listed.
+    async fn read_atomic(
+        &mut self,
+        ops: &[Op],
+        r: AtomicRound,
+    ) -> std::result::Result<Option<HashSet<(usize, usize)>>, Failure> {
+        let AtomicRound {
+            addr,
+            expect,
+            mut dropped,
+        } = r;
+        let f = self.read(&addr).await?;
+        if let Frame::Error(m) = f {
+            return Err(Failure::Fatal(Error::Protocol {
+                addr: addr.clone(),
+                what: format!("MULTI refused: {}", String::from_utf8_lossy(&m)),
+            }));
+        }
+        let mut queue_errors = Vec::new();
+        for e in &expect {
+            if let Frame::Error(m) = self.read(&addr).await? {
+                queue_errors.push((*e, String::from_utf8_lossy(&m).into_owned()));
+            }
+        }
+        let exec = self.read(&addr).await?;
+        match exec {
+            Frame::Array(items) if queue_errors.is_empty() => {
+                for (e, f) in expect.iter().zip(items) {
+                    if let (Some((i, j)), Frame::Error(m)) = (e, f) {
+                        let op = &ops[*i];
+                        self.record_error(
+                            &addr,
+                            op,
+                            &op.unit.cmds()[*j],
+                            &String::from_utf8_lossy(&m),
+                        )?;
+                    }
+                }
+                Ok(None)
+            }
+            _ => {
+                let mut internal = None;
+                for (e, m) in queue_errors {
+                    match e {
+                        Some((i, j)) => {
+                            let op = &ops[i];
+                            self.record_error(&addr, op, &op.unit.cmds()[j], &m)?;
+                            dropped.insert((i, j));
+                        }
+                        None => internal = Some(m),
+                    }
+                }
+                if let Some(m) = internal {
+                    return Err(Failure::Fatal(Error::Protocol {
+                        addr,
+                        what: format!("the replay marker could not be written: {m}"),
+                    }));
+                }
+                Ok(Some(dropped))
+            }
+        }
+    }
+
+    fn items_of(&self, ops: &[Op]) -> Vec<Item> {
+        let mut items: Vec<Item> = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            match &op.unit {
+                Unit::Commands(cmds) => {
+                    for (j, c) in cmds.iter().enumerate() {
+                        if c.route == Route::All && self.map.is_cluster() {
+                            for m in self.map.masters() {
+                                items.push(Item {
+                                    op: i,
+                                    cmd: Some(j),
+                                    node: Some(m),
+                                    asking: false,
+                                });
+                            }
+                        } else {
+                            items.push(Item {
+                                op: i,
+                                cmd: Some(j),
+                                node: None,
+                                asking: false,
+                            });
+                        }
+                    }
+                }
+                Unit::Transaction(_) => items.push(Item {
+                    op: i,
+                    cmd: None,
+                    node: None,
+                    asking: false,
+                }),
+            }
+        }
+        items
+    }
+
+    async fn finish_plain(&mut self, ops: &[Op], round: Round) -> std::result::Result<(), Failure> {
+        let (mut items, mut wait) = self.read_round(ops, round).await?;
+        let mut backoff = Duration::from_millis(100);
+        for _attempt in 0..60 {
+            if items.is_empty() {
+                return Ok(());
+            }
+            // keep the journal order among retried commands
+            items.sort_by_key(|it| (it.op, it.cmd));
+            if wait {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            let round = self.send_round(ops, items).await?;
+            (items, wait) = self.read_round(ops, round).await?;
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let it = &items[0];
+        Err(Failure::Fatal(Error::Protocol {
+            addr: self.map.node(Route::Any),
+            what: format!(
+                "shard {}: commands at {} still redirected or refused after 60 attempts",
+                self.shard, ops[it.op].position
+            ),
+        }))
+    }
+
+    async fn send_round(
+        &mut self,
+        ops: &[Op],
+        items: Vec<Item>,
+    ) -> std::result::Result<Round, Failure> {
+        // group by node, keeping order
+        let mut order: Vec<String> = Vec::new();
+        let mut per_node: HashMap<String, Vec<Item>> = HashMap::new();
+        for it in items {
+            let addr = it.node.clone().unwrap_or_else(|| {
+                let op = &ops[it.op];
+                let route = match it.cmd {
+                    Some(j) => op.unit.cmds()[j].route,
+                    None => op.unit.cmds().first().map_or(Route::Any, |c| c.route),
+                };
+                self.map.node(route)
+            });
+            if !per_node.contains_key(&addr) {
+                order.push(addr.clone());
+            }
+            per_node.entry(addr).or_default().push(it);
+        }
+        let mut expects: HashMap<String, Vec<(Expect, Option<Item>)>> = HashMap::new();
+        for addr in &order {
+            let list = &per_node[addr];
+            let node = self.node(addr).await?;
+            let mut ex = Vec::new();
+            for it in list {
+                let op = &ops[it.op];
+                if node.db != op.db {
+                    node.conn
+                        .queue(&[b"SELECT".as_slice(), op.db.to_string().as_bytes()]);
+                    ex.push((Expect::Internal, None));
+                    node.db = op.db;
+                }
+                if it.asking {
+                    node.conn.queue(&["ASKING"]);
+                    ex.push((Expect::Internal, None));
+                }
+                match it.cmd {
+                    Some(j) => {
+                        node.conn.queue(&op.unit.cmds()[j].argv);
+                        ex.push((Expect::Cmd(j), Some(it.clone())));
+                    }
+                    None => {
+                        node.conn.queue(&["MULTI"]);
+                        ex.push((Expect::Multi, Some(it.clone())));
+                        for (j, c) in op.unit.cmds().iter().enumerate() {
+                            node.conn.queue(&c.argv);
+                            ex.push((Expect::Queued(j), Some(it.clone())));
+                        }
+                        node.conn.queue(&["EXEC"]);
+                        ex.push((Expect::Exec(it.op), Some(it.clone())));
+                        node.db = op.end_db;
+                    }
+                }
+            }
+            node.conn
+                .flush()
+                .await
+                .map_err(|e| Self::conn_err(addr, e))?;
+            expects.insert(addr.clone(), ex);
+        }
+        Ok(Round { order, expects })
+    }
+
+    async fn read_round(
+        &mut self,
+        ops: &[Op],
+        round: Round,
+    ) -> std::result::Result<(Vec<Item>, bool), Failure> {
+        let Round { order, mut expects } = round;
+        let mut items = Vec::new();
+        let mut wait = false;
+        for addr in &order {
+            let ex = expects.remove(addr).unwrap_or_default();
+            let mut unit_retry: Option<(Item, bool)> = None;
+            let mut queued_errors: Vec<(usize, String)> = Vec::new();
+            for (e, it) in ex {
+                let f = self.read(addr).await?;
+                match e {
+                    Expect::Internal => {
+                        if let Frame::Error(m) = f {
+                            let m = String::from_utf8_lossy(&m).into_owned();
+                            return Err(Failure::Fatal(Error::Protocol {
+                                addr: addr.clone(),
+                                what: format!("SELECT/ASKING refused: {m}"),
+                            }));
+                        }
+                    }
+                    Expect::Cmd(j) => {
+                        let it = it.expect("cmd item");
+                        match self.check(addr, ops, &it, j, f)? {
+                            Outcome::Done => {}
+                            Outcome::Retry(it, w) => {
+                                wait |= w;
+                                items.push(it);
+                            }
+                        }
+                    }
+                    Expect::Multi => {
+                        unit_retry = None;
+                        queued_errors.clear();
+                    }
+                    Expect::Queued(j) => {
+                        if let Frame::Error(m) = f {
+                            let m = String::from_utf8_lossy(&m).into_owned();
+                            let it = it.expect("unit item");
+                            match self.redirect_or_wait(&m, it.clone()) {
+                                Some((r, w)) => unit_retry = Some((r, w)),
+                                None => queued_errors.push((j, m)),
+                            }
+                        }
+                    }
+                    Expect::Exec(i) => {
+                        let it = it.expect("unit item");
+                        if let Some((r, w)) = unit_retry.take() {
+                            wait |= w;
+                            items.push(r);
+                            continue;
+                        }
+                        let op = &ops[i];
+                        for (j, m) in queued_errors.drain(..) {
+                            self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
+                        }
+                        match f {
+                            Frame::Array(replies) => {
+                                for (j, r) in replies.into_iter().enumerate() {
+                                    if let Frame::Error(m) = r {
+                                        let m = String::from_utf8_lossy(&m).into_owned();
+                                        self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
+                                    }
+                                }
+                            }
+                            Frame::Error(m) => {
+                                let m = String::from_utf8_lossy(&m).into_owned();
+                                if let Some((r, w)) = self.redirect_or_wait(&m, it) {
+                                    wait |= w;
+                                    items.push(r);
+                                } else if !m.starts_with("EXECABORT") {
+                                    let c = Cmd::new(vec![b"EXEC".to_vec()], Route::Any);
+                                    self.record_error(addr, op, &c, &m)?;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok((items, wait))
+    }
+
+    /// For a redirect or a transient cluster state: the item to retry and whether to wait.
+    fn redirect_or_wait(&mut self, msg: &str, mut it: Item) -> Option<(Item, bool)> {
+        match parse_redirect(msg) {
+            Some(Redirect::Moved { slot, addr }) => {
+                self.stats
+                    .redirects
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.map.set(slot, &addr);
+                it.node = None;
+                it.asking = false;
+                Some((it, false))
+            }
+            Some(Redirect::Ask { addr, .. }) => {
+                self.stats
+                    .redirects
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if it.cmd.is_none() {
+                    // a transaction cannot be ASKed as a whole: wait for the migration
+                    it.node = None;
+                    return Some((it, true));
+                }
+                it.node = Some(addr);
+                it.asking = true;
+                Some((it, false))
+            }
+            None => {
+                let kind = error_kind(msg);
+                if matches!(
+                    kind.as_str(),
+                    "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN"
+                ) {
+                    it.node = None;
+                    it.asking = false;
+                    Some((it, true))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn check(
+        &mut self,
+        addr: &str,
+        ops: &[Op],
+        it: &Item,
+        j: usize,
+        f: Frame,
+    ) -> std::result::Result<Outcome, Failure> {
+        let Frame::Error(m) = f else {
+            return Ok(Outcome::Done);
+        };
+        let m = String::from_utf8_lossy(&m).into_owned();
+        if let Some((r, w)) = self.redirect_or_wait(&m, it.clone()) {
+            return Ok(Outcome::Retry(r, w));
+        }
+        let op = &ops[it.op];
+        self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
+        Ok(Outcome::Done)
+    }
+}
