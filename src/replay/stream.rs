@@ -1,12 +1,9 @@
 //! Stream records → ops: database mapping, expiries made absolute, and cluster routing.
 //!
 //! # Key positions
-//! The journal side's full command table is another module's job; replay needs only where the
-//! keys are, to route and to check that multi-key commands stay in one slot. [`keys`] knows the
-//! write commands a replication stream carries that do not have their (only) key at argument 1:
-//! scripts and functions (`numkeys`), `BITOP`, `XGROUP`, the `*STORE` commands with `numkeys`,
-//! and the commands whose every argument (or every other) is a key. Anything else is routed by
-//! its first argument, which is the key of every other keyed write command; keyless commands
+//! Where the keys are comes from Redis' own key specs ([`crate::commands`], generated from
+//! `COMMAND INFO`), used to route and to check that multi-key commands stay in one slot. A
+//! command the table does not know is routed by its first argument; keyless commands
 //! (`FLUSHALL`, `FUNCTION …`, `SCRIPT …`) go to every master, `PUBLISH` to any.
 //!
 //! # Cluster targets
@@ -235,47 +232,13 @@ pub fn first_key(argv: &[Vec<u8>]) -> Option<&[u8]> {
     keys(argv).into_iter().next()
 }
 
-/// The keys of a command, as far as the table in the module docs knows them; otherwise the
-/// first argument.
+/// The keys of a command, from Redis' own key specs ([`crate::commands`]); for a command the
+/// table does not know (a module's), its first argument, which is where nearly every command
+/// keeps its key.
 pub fn keys(argv: &[Vec<u8>]) -> Vec<&[u8]> {
-    let Some(name) = argv.first() else {
-        return vec![];
-    };
-    let args = &argv[1..];
-    let all = || args.iter().map(|a| a.as_slice()).collect::<Vec<_>>();
-    let numkeys_at = |i: usize| -> Vec<&[u8]> {
-        let n: usize = args
-            .get(i)
-            .and_then(|a| std::str::from_utf8(a).ok())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        args.iter()
-            .skip(i + 1)
-            .take(n)
-            .map(|a| a.as_slice())
-            .collect()
-    };
-    match upper(name).as_str() {
-        "FLUSHALL" | "FLUSHDB" | "SWAPDB" | "FUNCTION" | "SCRIPT" | "PUBLISH" | "SPUBLISH"
-        | "SELECT" | "PING" | "MULTI" | "EXEC" | "REPLCONF" => vec![],
-        "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" | "FCALL_RO" => numkeys_at(1),
-        "BITOP" => args.iter().skip(1).map(|a| a.as_slice()).collect(),
-        "XGROUP" | "XINFO" | "OBJECT" | "MEMORY" => {
-            args.get(1).map(|a| a.as_slice()).into_iter().collect()
-        }
-        "DEL" | "UNLINK" | "TOUCH" | "EXISTS" | "SUNIONSTORE" | "SINTERSTORE" | "SDIFFSTORE"
-        | "PFMERGE" | "WATCH" => all(),
-        "MSET" | "MSETNX" => args.iter().step_by(2).map(|a| a.as_slice()).collect(),
-        "RENAME" | "RENAMENX" | "SMOVE" | "LMOVE" | "RPOPLPUSH" | "COPY" | "GEOSEARCHSTORE"
-        | "ZRANGESTORE" | "BLMOVE" | "BRPOPLPUSH" => {
-            args.iter().take(2).map(|a| a.as_slice()).collect()
-        }
-        "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => {
-            let mut v: Vec<&[u8]> = args.first().map(|a| a.as_slice()).into_iter().collect();
-            v.extend(numkeys_at(1));
-            v
-        }
-        _ => args.first().map(|a| a.as_slice()).into_iter().collect(),
+    match crate::commands::keys(argv) {
+        Some(keys) => keys,
+        None => argv.get(1).map(|a| a.as_slice()).into_iter().collect(),
     }
 }
 
