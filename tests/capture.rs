@@ -197,6 +197,20 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
     assert_eq!(snap.len(), expected, "no extra keys");
     let (_, _, ttl) = &snap[&(0, b"ttl".to_vec())];
     assert!(ttl.unwrap() > 0, "absolute expiry kept");
+    let dest = Server::start("7.0");
+    let out = shake_run(&[
+        "replay",
+        j.to_str().unwrap(),
+        "--target",
+        &dest.url(),
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        dest.client().cmd(&["DEBUG", "DIGEST"]),
+        s.client().cmd(&["DEBUG", "DIGEST"])
+    );
     let out = shake_run(&["verify", j.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
@@ -244,6 +258,15 @@ fn stream_under_load_resumes_without_gap_or_duplicate() {
         counter_at_snapshot + incrs,
         final_value,
         "every INCR after the snapshot journaled exactly once"
+    );
+    // Replaying the journal gives exactly the source's data.
+    let dest = Server::start("7.0");
+    let out = shake_run(&["replay", js, "--target", &dest.url(), "--progress", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        dest.client().cmd(&["DEBUG", "DIGEST"]),
+        s.client().cmd(&["DEBUG", "DIGEST"]),
+        "replayed journal equals the source"
     );
     let out = shake_run(&["verify", js]);
     assert_eq!(out.code, 0, "{}", out.stdout);
@@ -353,6 +376,14 @@ fn kill9_of_capture_during_snapshot_and_stream() {
         "no INCR lost or duplicated across kills"
     );
     assert_eq!(snap.len(), 200_001);
+    let dest = Server::start("7.0");
+    let out = shake_run(&["replay", js, "--target", &dest.url(), "--progress", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        dest.client().cmd(&["DEBUG", "DIGEST"]),
+        s.client().cmd(&["DEBUG", "DIGEST"]),
+        "the journal survives five kills and replays to exactly the source"
+    );
 }
 
 /// A killed replica link, and a master restarted from its RDB, are followed by a partial
