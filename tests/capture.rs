@@ -3,11 +3,12 @@
 //! replica links killed, master restarts, `WAIT`, a small output-buffer limit, a cluster, and
 //! `--from-rdb`.
 
-use crate::support::{Client, Cluster, Load, Server, shake, shake_run};
+use crate::support::{
+    Client, Cluster, Load, Server, finish, kill, populate_every_type, shake_run, spawn_shake,
+};
 use shake::journal::{Entry, Record, RecoveryMode, ShardReader};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 fn entries(dir: &Path, shard: &str) -> Vec<Entry> {
@@ -88,77 +89,6 @@ fn capture(source: &str, journal: &Path, extra: &[&str]) -> crate::support::Outp
     shake_run(&args)
 }
 
-fn spawn_capture(args: &[&str]) -> Child {
-    shake()
-        .arg("capture")
-        .args(args)
-        .args(["--progress", "none"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn sigterm(child: &Child) {
-    unsafe_kill(child.id(), "TERM");
-}
-
-fn unsafe_kill(pid: u32, sig: &str) {
-    std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-}
-
-fn wait_output(child: Child) -> crate::support::Output {
-    let out = child.wait_with_output().unwrap();
-    crate::support::Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn populate_every_type(c: &mut Client) {
-    c.cmd(&["SET", "str", "hello"]);
-    c.cmd(&["SET", "int", "12345"]);
-    c.cmd(&["SET", "big", &"x".repeat(3 << 20)]);
-    c.cmd(&["SET", "ttl", "v", "PX", "3600000"]);
-    c.cmd(&["RPUSH", "list", "a", "b", "c"]);
-    let many: Vec<String> = (0..2000).map(|i| format!("element-{i}")).collect();
-    let mut args = vec!["RPUSH".to_string(), "biglist".into()];
-    args.extend(many.iter().cloned());
-    c.cmd(&args);
-    c.cmd(&["SADD", "set", "1", "2", "3"]);
-    c.cmd(&["SADD", "strset", "a", "b"]);
-    c.cmd(&["ZADD", "zset", "1.5", "a", "-inf", "b", "inf", "c"]);
-    c.cmd(&["HSET", "hash", "f1", "v1", "f2", "v2"]);
-    let mut args = vec!["HSET".to_string(), "bighash".into()];
-    for i in 0..1000 {
-        args.push(format!("f{i}"));
-        args.push("v".repeat(100));
-    }
-    c.cmd(&args);
-    c.cmd(&["XADD", "stream", "1-1", "k", "v"]);
-    c.cmd(&["XADD", "stream", "2-1", "k", "v2"]);
-    c.cmd(&["XGROUP", "CREATE", "stream", "g1", "0"]);
-    c.cmd(&[
-        "XREADGROUP",
-        "GROUP",
-        "g1",
-        "alice",
-        "COUNT",
-        "1",
-        "STREAMS",
-        "stream",
-        ">",
-    ]);
-    c.cmd(&["SELECT", "5"]);
-    c.cmd(&["SET", "in-db-5", "yes"]);
-    c.cmd(&["SELECT", "0"]);
-}
-
 /// Every snapshot key's bytes equal the source's own `DUMP` of it (minus the 10-byte footer):
 /// the journal holds the exact encoded objects, in every encoding and database.
 #[test]
@@ -174,7 +104,7 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let snap = snapshot(&entries(&j, "shard-000"));
     let mut expected = 0;
-    for db in [0u32, 5] {
+    for db in [0u32, 3, 5] {
         c.cmd(&["SELECT", &db.to_string()]);
         let keys = c.cmd(&["KEYS", "*"]);
         for k in keys.as_array().unwrap() {
@@ -334,14 +264,14 @@ fn kill9_of_capture_during_snapshot_and_stream() {
     let js = j.to_str().unwrap();
     // Kill points: early (inside the snapshot of ~20 MB) and later (inside the stream).
     for (i, after_ms) in [40u64, 150, 900, 1300, 700].into_iter().enumerate() {
-        let child = spawn_capture(&["--source", &s.url(), "--journal", js]);
+        let child = spawn_shake(&["capture", "--source", &s.url(), "--journal", js]);
         // Count from the journal's creation: a kill before it exists tests nothing.
         crate::support::wait_until(20, "the journal to exist", || {
             j.join("journal.json").exists()
         });
         std::thread::sleep(Duration::from_millis(after_ms));
-        unsafe_kill(child.id(), "KILL");
-        let out = wait_output(child);
+        kill(child.id(), "KILL");
+        let out = finish(child);
         assert_eq!(out.code, -1, "run {i} was killed");
         let v = shake_run(&["verify", js]);
         assert_eq!(v.code, 0, "after kill {i}: {}", v.stdout);
@@ -395,10 +325,7 @@ fn replica_link_killed_and_master_restarted() {
     c.cmd(&["SET", "a", "1"]);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let child = spawn_capture(&["--source", &s.url(), "--journal", j.to_str().unwrap()]);
-    crate::support::wait_until(20, "capture attached", || {
-        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
-    });
+    let child = crate::support::LiveCapture::start(&s.url(), &j, &[], &s, 1);
     c.cmd(&["INCR", "n"]);
     c.cmd(&["CLIENT", "KILL", "TYPE", "replica"]);
     c.cmd(&["INCR", "n"]);
@@ -416,9 +343,7 @@ fn replica_link_killed_and_master_restarted() {
     });
     c.cmd(&["INCR", "n"]);
     std::thread::sleep(Duration::from_millis(1500));
-    sigterm(&child);
-    let out = wait_output(child);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = child.stop();
     assert!(
         out.stdout.contains("full syncs 1"),
         "only the first sync was full: {}",
@@ -447,14 +372,10 @@ fn wait_on_the_source_counts_capture() {
     let mut c = s.client();
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let child = spawn_capture(&["--source", &s.url(), "--journal", j.to_str().unwrap()]);
-    crate::support::wait_until(20, "capture attached", || {
-        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
-    });
+    let child = crate::support::LiveCapture::start(&s.url(), &j, &[], &s, 1);
     c.cmd(&["SET", "k", "v"]);
     assert_eq!(c.cmd(&["WAIT", "1", "10000"]).as_int(), Some(1));
-    sigterm(&child);
-    assert_eq!(wait_output(child).code, 0);
+    child.stop();
 }
 
 /// A master whose replica output-buffer limit (4 MiB) is far smaller than its dataset (~70 MB),
@@ -546,7 +467,7 @@ fn from_rdb_file_and_corrupt_file() {
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let snap = snapshot(&entries(&j, "shard-000"));
-    assert_eq!(snap.len(), 13);
+    assert_eq!(snap.len(), 16);
     assert_eq!(shake_run(&["verify", j.to_str().unwrap()]).code, 0);
     // Truncated in the middle of the big value.
     let bytes = std::fs::read(&rdb).unwrap();
@@ -605,7 +526,8 @@ fn metrics_endpoint_reports_offsets_and_lag() {
     let j = dir.path().join("j");
     let mport = crate::support::free_port();
     let addr = format!("127.0.0.1:{mport}");
-    let child = spawn_capture(&[
+    let child = spawn_shake(&[
+        "capture",
         "--source",
         &s.url(),
         "--journal",
@@ -636,8 +558,8 @@ fn metrics_endpoint_reports_offsets_and_lag() {
         page.contains("shake_capture_full_syncs_total{shard=\"shard-000\"} 1"),
         "{page}"
     );
-    sigterm(&child);
-    assert_eq!(wait_output(child).code, 0);
+    kill(child.id(), "TERM");
+    assert_eq!(finish(child).code, 0);
 }
 
 /// `CLUSTER FAILOVER` on a replica: capture keeps the shard's journal continuous without a
@@ -647,7 +569,13 @@ fn cluster_failover_is_followed_without_full_sync() {
     let cluster = Cluster::start("7.0", 3, 1);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let child = spawn_capture(&["--source", &cluster.url(), "--journal", j.to_str().unwrap()]);
+    let child = spawn_shake(&[
+        "capture",
+        "--source",
+        &cluster.url(),
+        "--journal",
+        j.to_str().unwrap(),
+    ]);
     let masters = cluster.masters();
     for m in &masters {
         crate::support::wait_until(30, "capture attached to every master", || {
@@ -690,8 +618,8 @@ fn cluster_failover_is_followed_without_full_sync() {
     assert_eq!(replica.client().cmd(&["GET", key]).as_int(), Some(10));
     // The layout watcher (every 5 s) records the failover as a topology marker.
     std::thread::sleep(Duration::from_secs(7));
-    sigterm(&child);
-    let out = wait_output(child);
+    kill(child.id(), "TERM");
+    let out = finish(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stdout.matches("full syncs 1").count(),
@@ -789,7 +717,8 @@ fn sentinel_failover_is_followed() {
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let child = spawn_capture(&[
+    let child = spawn_shake(&[
+        "capture",
         "--source",
         &sentinel.url(),
         "--sentinel-master",
@@ -833,8 +762,8 @@ fn sentinel_failover_is_followed() {
         replica.client().cmd(&["INCR", "n"]);
     }
     std::thread::sleep(Duration::from_secs(2));
-    sigterm(&child);
-    let out = wait_output(child);
+    kill(child.id(), "TERM");
+    let out = finish(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout.contains("full syncs 1"),
@@ -866,7 +795,13 @@ fn slot_migration_keeps_the_moving_key() {
     let target = cluster.nodes.iter().find(|n| n.port != owner.port).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let child = spawn_capture(&["--source", &cluster.url(), "--journal", j.to_str().unwrap()]);
+    let child = spawn_shake(&[
+        "capture",
+        "--source",
+        &cluster.url(),
+        "--journal",
+        j.to_str().unwrap(),
+    ]);
     for n in &cluster.nodes {
         crate::support::wait_until(30, "capture attached to every master", || {
             n.client()
@@ -902,8 +837,8 @@ fn slot_migration_keeps_the_moving_key() {
     }
     t.cmd(&["SET", key, "moved"]);
     std::thread::sleep(Duration::from_secs(7));
-    sigterm(&child);
-    assert_eq!(wait_output(child).code, 0);
+    kill(child.id(), "TERM");
+    assert_eq!(finish(child).code, 0);
     let manifest = shake::journal::read_journal(&j).unwrap();
     let mut del_seen = false;
     let mut restore_seen = false;

@@ -1,6 +1,6 @@
 //! `shake filter` on journals captured from a real server.
 
-use crate::support::{Server, shake, shake_run};
+use crate::support::{Server, shake_run};
 use serde_json::Value;
 use shake::journal::{Record, RecoveryMode, ShardReader};
 use std::time::Duration;
@@ -19,23 +19,7 @@ fn filtered_journal_holds_exactly_the_selection() {
     c.cmd(&["SELECT", "0"]);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let mut child = shake()
-        .args([
-            "capture",
-            "--source",
-            &s.url(),
-            "--journal",
-            j.to_str().unwrap(),
-            "--progress",
-            "none",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::support::wait_until(20, "capture attached", || {
-        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
-    });
+    let child = crate::support::LiveCapture::start(&s.url(), &j, &[], &s, 1);
     c.cmd(&["INCR", "user:n"]);
     c.cmd(&["INCR", "session:n"]);
     c.cmd(&["RENAME", "user:1", "session:moved"]); // mixed: dropped and counted
@@ -50,12 +34,7 @@ fn filtered_journal_holds_exactly_the_selection() {
     c.cmd(&["EXEC"]);
     c.cmd(&["FLUSHALL"]);
     std::thread::sleep(Duration::from_millis(1500));
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    child.stop();
 
     let out_dir = dir.path().join("f");
     let out = shake_run(&[

@@ -1,6 +1,6 @@
 //! `shake inspect DIR` on journals captured from a real server with known contents.
 
-use crate::support::{Server, shake, shake_run};
+use crate::support::{Server, shake_run};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -20,23 +20,7 @@ fn stats_commands_and_big_keys_match_the_source() {
     c.cmd(&["SELECT", "0"]);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let mut child = shake()
-        .args([
-            "capture",
-            "--source",
-            &s.url(),
-            "--journal",
-            j.to_str().unwrap(),
-            "--progress",
-            "none",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::support::wait_until(20, "capture attached", || {
-        c.info_field("replication", "connected_slaves").as_deref() == Some("1")
-    });
+    let child = crate::support::LiveCapture::start(&s.url(), &j, &[], &s, 1);
     for _ in 0..7 {
         c.cmd(&["INCR", "n"]);
     }
@@ -46,12 +30,7 @@ fn stats_commands_and_big_keys_match_the_source() {
     c.cmd(&["EXEC"]);
     c.cmd(&["FLUSHDB"]);
     std::thread::sleep(Duration::from_millis(1500));
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    child.stop();
     let out = shake_run(&[
         "inspect",
         j.to_str().unwrap(),

@@ -5,38 +5,13 @@
 //! the target then resume with non-idempotent commands, follow mode with capture running under
 //! writes, module keys without the module, MOVED/ASK, cluster ↔ standalone.
 
-use crate::support::{Client, Cluster, Server, shake, shake_run, wait_until};
+use crate::support::{
+    Client, Cluster, Server, digest, finish, kill, populate_every_type, shake, shake_run,
+    spawn_shake, wait_until,
+};
 use shake::journal::{Record, RecoveryMode, ShardReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::Duration;
-
-fn kill(pid: u32, sig: &str) {
-    std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-}
-
-fn spawn_shake(args: &[&str]) -> Child {
-    shake()
-        .args(args)
-        .args(["--progress", "none"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(child: Child) -> crate::support::Output {
-    let out = child.wait_with_output().unwrap();
-    crate::support::Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// Keys (`db:key`) whose `DEBUG DIGEST-VALUE` differs between two servers, or that one lacks.
 fn differing_keys(a: &mut Client, b: &mut Client) -> Vec<String> {
@@ -63,55 +38,6 @@ fn differing_keys(a: &mut Client, b: &mut Client) -> Vec<String> {
     a.cmd(&["SELECT", "0"]);
     b.cmd(&["SELECT", "0"]);
     out
-}
-
-fn digest(c: &mut Client) -> String {
-    c.text(&["DEBUG", "DIGEST"])
-}
-
-/// Every type the 6.0–7.0 servers have, several dbs, a TTL, a big value (chunked in the journal).
-fn populate(c: &mut Client) {
-    c.cmd(&["SET", "str", "hello"]);
-    c.cmd(&["SET", "int", "12345"]);
-    c.cmd(&["SET", "big", &"x".repeat(3 << 20)]);
-    c.cmd(&["SET", "ttl", "v", "PX", "3600000"]);
-    c.cmd(&["RPUSH", "list", "a", "b", "c"]);
-    let many: Vec<String> = (0..2000).map(|i| format!("element-{i}")).collect();
-    let mut args = vec!["RPUSH".to_string(), "biglist".into()];
-    args.extend(many);
-    c.cmd(&args);
-    c.cmd(&["SADD", "set", "1", "2", "3"]);
-    c.cmd(&["SADD", "strset", "a", "b"]);
-    c.cmd(&[
-        "ZADD", "zset", "1.5", "a", "-inf", "b", "inf", "c", "0.1", "d",
-    ]);
-    c.cmd(&["HSET", "hash", "f1", "v1", "f2", "v2"]);
-    let mut args = vec!["HSET".to_string(), "bighash".into()];
-    for i in 0..1000 {
-        args.push(format!("f{i}"));
-        args.push("v".repeat(100));
-    }
-    c.cmd(&args);
-    c.cmd(&["XADD", "stream", "1-1", "k", "v"]);
-    c.cmd(&["XADD", "stream", "2-1", "k", "v2"]);
-    c.cmd(&["XGROUP", "CREATE", "stream", "g1", "0"]);
-    c.cmd(&[
-        "XREADGROUP",
-        "GROUP",
-        "g1",
-        "alice",
-        "COUNT",
-        "1",
-        "STREAMS",
-        "stream",
-        ">",
-    ]);
-    for db in ["3", "5"] {
-        c.cmd(&["SELECT", db]);
-        c.cmd(&["SET", &format!("in-db-{db}"), "yes"]);
-        c.cmd(&["RPUSH", "l", "x", "y"]);
-    }
-    c.cmd(&["SELECT", "0"]);
 }
 
 /// Non-idempotent stream traffic: INCR, RPUSH, relative expiries, a MULTI with SELECT inside.
@@ -196,7 +122,7 @@ fn pexpiretime(c: &mut Client, key: &str) -> i64 {
 fn every_type_and_db_digest_equal_ttls_absolute_and_replay_twice_identical() {
     let source = Server::start("7.0");
     let mut sc = source.client();
-    populate(&mut sc);
+    populate_every_type(&mut sc);
     sc.cmd(&[
         "FUNCTION",
         "LOAD",
@@ -275,7 +201,7 @@ fn onto_an_older_server_by_rewrite_and_onto_a_newer_by_restore() {
     for (from, to) in [("7.0", "6.2"), ("6.2", "7.0")] {
         let source = Server::start(from);
         let mut sc = source.client();
-        populate(&mut sc);
+        populate_every_type(&mut sc);
         let dir = tempfile::tempdir().unwrap();
         let j = capture(&source, dir.path(), |c| stream_writes(c, 10));
         let target = Server::start(to);
@@ -297,7 +223,7 @@ fn onto_an_older_server_by_rewrite_and_onto_a_newer_by_restore() {
 fn standalone_to_cluster_with_map_db() {
     let source = Server::start("7.0");
     let mut sc = source.client();
-    populate(&mut sc);
+    populate_every_type(&mut sc);
     let dir = tempfile::tempdir().unwrap();
     let j = capture(&source, dir.path(), |c| stream_writes(c, 20));
     let cluster = Cluster::start("7.0", 3, 0);
@@ -842,7 +768,7 @@ fn matrix_same_version_and_7_4_onto_7_0_reports_what_is_not_exact() {
     for (from, to) in [("6.0", "6.0"), ("7.4", "7.4"), ("7.4", "7.0")] {
         let source = Server::start(from);
         let mut sc = source.client();
-        populate(&mut sc);
+        populate_every_type(&mut sc);
         if from == "7.4" {
             sc.cmd(&["HSET", "fh", "f1", "v1", "f2", "v2"]);
             sc.cmd(&["HPEXPIRE", "fh", "3600000", "FIELDS", "1", "f1"]);

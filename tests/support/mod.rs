@@ -164,3 +164,129 @@ pub fn executable(path: &Path) -> bool {
         .map(|m| m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
 }
+
+/// Starts `shake ARGS… --progress none` in the background with its output captured.
+pub fn spawn_shake(args: &[&str]) -> std::process::Child {
+    shake()
+        .args(args)
+        .args(["--progress", "none"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot start shake")
+}
+
+/// Waits for a background command and collects its output (code -1 when killed by a signal).
+pub fn finish(child: std::process::Child) -> Output {
+    let out = child.wait_with_output().expect("cannot wait for the child");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Sends signal `sig` (`TERM`, `KILL`, `INT`) to process `pid`.
+pub fn kill(pid: u32, sig: &str) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("cannot run kill");
+}
+
+/// `DEBUG DIGEST` of the server behind `c`.
+pub fn digest(c: &mut Client) -> String {
+    c.text(&["DEBUG", "DIGEST"])
+}
+
+/// Every type the 6.0–7.0 servers have, several dbs, a TTL, a big value (chunked in the journal).
+pub fn populate_every_type(c: &mut Client) {
+    c.cmd(&["SET", "str", "hello"]);
+    c.cmd(&["SET", "int", "12345"]);
+    c.cmd(&["SET", "big", &"x".repeat(3 << 20)]);
+    c.cmd(&["SET", "ttl", "v", "PX", "3600000"]);
+    c.cmd(&["RPUSH", "list", "a", "b", "c"]);
+    let many: Vec<String> = (0..2000).map(|i| format!("element-{i}")).collect();
+    let mut args = vec!["RPUSH".to_string(), "biglist".into()];
+    args.extend(many);
+    c.cmd(&args);
+    c.cmd(&["SADD", "set", "1", "2", "3"]);
+    c.cmd(&["SADD", "strset", "a", "b"]);
+    c.cmd(&[
+        "ZADD", "zset", "1.5", "a", "-inf", "b", "inf", "c", "0.1", "d",
+    ]);
+    c.cmd(&["HSET", "hash", "f1", "v1", "f2", "v2"]);
+    let mut args = vec!["HSET".to_string(), "bighash".into()];
+    for i in 0..1000 {
+        args.push(format!("f{i}"));
+        args.push("v".repeat(100));
+    }
+    c.cmd(&args);
+    c.cmd(&["XADD", "stream", "1-1", "k", "v"]);
+    c.cmd(&["XADD", "stream", "2-1", "k", "v2"]);
+    c.cmd(&["XGROUP", "CREATE", "stream", "g1", "0"]);
+    c.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g1",
+        "alice",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "stream",
+        ">",
+    ]);
+    for db in ["3", "5"] {
+        c.cmd(&["SELECT", db]);
+        c.cmd(&["SET", &format!("in-db-{db}"), "yes"]);
+        c.cmd(&["RPUSH", "l", "x", "y"]);
+    }
+    c.cmd(&["SELECT", "0"]);
+}
+
+/// `shake capture --source URL --journal DIR` running in the background, started once the
+/// journal directory is chosen; [`LiveCapture::stop`] sends SIGTERM and expects a clean exit.
+pub struct LiveCapture {
+    /// The child process.
+    pub child: std::process::Child,
+}
+
+impl LiveCapture {
+    /// Starts capturing `url` into `journal` with `extra` flags, and waits until `server` (the
+    /// master, for a standalone source) lists `replicas` replicas, capture included.
+    pub fn start(
+        url: &str,
+        journal: &Path,
+        extra: &[&str],
+        server: &Server,
+        replicas: usize,
+    ) -> LiveCapture {
+        let mut args = vec![
+            "capture",
+            "--source",
+            url,
+            "--journal",
+            journal.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let child = spawn_shake(&args);
+        let want = replicas.to_string();
+        wait_until(30, "capture attached", || {
+            server
+                .client()
+                .info_field("replication", "connected_slaves")
+                .as_deref()
+                == Some(want.as_str())
+        });
+        LiveCapture { child }
+    }
+
+    /// SIGTERM, then the output; the exit code must be 0.
+    pub fn stop(self) -> Output {
+        kill(self.child.id(), "TERM");
+        let out = finish(self.child);
+        assert_eq!(out.code, 0, "capture did not stop cleanly: {}", out.stderr);
+        out
+    }
+}
