@@ -53,6 +53,50 @@ fn stats_commands_and_big_keys_match_the_source() {
     assert_eq!(shard["dangerous"]["FLUSHDB"], 1);
     assert_eq!(shard["big_keys"]["string"][0]["key"], "huge");
     assert_eq!(shard["largest_transactions"][0]["commands"], 2);
+    // Key listings of the newest snapshot.
+    let out = shake_run(&[
+        "inspect",
+        j.to_str().unwrap(),
+        "--keys",
+        "s1*",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let listed: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 11, "s1 and s10..s19: {}", out.stdout);
+    assert!(
+        listed
+            .iter()
+            .all(|k| k["value"] == "v" && k["kind"] == "string")
+    );
+    let out = shake_run(&["inspect", j.to_str().unwrap(), "--type", "list"]);
+    assert!(
+        out.stdout.contains("1 key(s)") && out.stdout.contains(" list"),
+        "{}",
+        out.stdout
+    );
+    let out = shake_run(&[
+        "inspect",
+        j.to_str().unwrap(),
+        "--db",
+        "3",
+        "--format",
+        "jsonl",
+    ]);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(
+        (
+            v["key"].as_str(),
+            v["kind"].as_str(),
+            v["elements"].as_u64()
+        ),
+        (Some("set3"), Some("set"), Some(1))
+    );
     // The key's life: 7 INCRs, then one inside MULTI…EXEC, then FLUSHDB (which names no key).
     let out = shake_run(&[
         "inspect",

@@ -39,9 +39,19 @@ pub struct InspectArgs {
     /// with position and capture time.
     #[arg(long, value_name = "KEY")]
     pub history: Option<String>,
-    /// With --history: only this database.
+    /// With --history or a key listing: only this database.
     #[arg(long, value_name = "N")]
     pub db: Option<u32>,
+    /// Journal: list the newest snapshot's keys matching this Redis glob (repeatable), with
+    /// type, db, size, element count and expiry; `--format jsonl` adds decoded values.
+    #[arg(long = "keys", value_name = "GLOB")]
+    pub keys: Vec<String>,
+    /// Journal: list keys matching this regular expression.
+    #[arg(long, value_name = "RE")]
+    pub key_regex: Option<String>,
+    /// Journal: list keys of these types (string, list, set, zset, hash, stream, module).
+    #[arg(long = "type", value_name = "T")]
+    pub types: Vec<String>,
     /// Worker threads for journal scans (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -66,8 +76,16 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<u8> {
     if args.path.is_dir() {
         return inspect_journal(args);
     }
-    if args.commands || args.big_keys.is_some() {
-        bail!("--commands and --big-keys apply to journal directories");
+    if args.commands
+        || args.big_keys.is_some()
+        || args.history.is_some()
+        || !args.keys.is_empty()
+        || args.key_regex.is_some()
+        || !args.types.is_empty()
+    {
+        bail!(
+            "--commands, --big-keys, --history, --keys, --key-regex and --type apply to journal directories"
+        );
     }
     let file = std::fs::File::open(&args.path)
         .with_context(|| format!("cannot open {}", args.path.display()))?;
@@ -241,9 +259,16 @@ fn inspect_journal(args: &InspectArgs) -> anyhow::Result<u8> {
         out.flush()?;
         return Ok(exit::SUCCESS);
     }
+    if !args.keys.is_empty()
+        || args.key_regex.is_some()
+        || !args.types.is_empty()
+        || args.db.is_some()
+    {
+        return list_journal_keys(args);
+    }
     if args.format == InspectFormat::Jsonl {
         bail!(
-            "--format jsonl of journal keys is not supported by this version: use --stats (table or json), --commands, --big-keys"
+            "--format jsonl of a journal applies to --history and to key listings (--keys, --key-regex, --type, --db)"
         );
     }
     let dir = args.path.clone();
@@ -353,6 +378,62 @@ fn inspect_journal(args: &InspectArgs) -> anyhow::Result<u8> {
                 }
             }
         }
+    }
+    out.flush()?;
+    Ok(exit::SUCCESS)
+}
+
+fn list_journal_keys(args: &InspectArgs) -> anyhow::Result<u8> {
+    let sel = crate::scan::filter::Criteria {
+        keys: args.keys.clone(),
+        key_regex: args
+            .key_regex
+            .as_deref()
+            .map(regex::bytes::Regex::new)
+            .transpose()
+            .context("--key-regex")?,
+        dbs: args.db.into_iter().collect(),
+        types: args.types.clone(),
+        ..Default::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let jsonl = args.format == InspectFormat::Jsonl;
+    if !jsonl {
+        writeln!(
+            out,
+            "{:>4}  {:<8} {:<12} {:>10} {:>10}  {:<24} key",
+            "db", "type", "encoding", "bytes", "elements", "expires"
+        )?;
+    }
+    let n = crate::scan::keys::list_keys(&args.path, &sel, jsonl, |k| {
+        if jsonl {
+            serde_json::to_writer(&mut out, &k)?;
+            return out.write_all(b"\n");
+        }
+        let expires = k
+            .expire_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(|ms| {
+                humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                )
+                .to_string()
+            })
+            .unwrap_or_else(|| "-".into());
+        let elements = k
+            .elements
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:>4}  {:<8} {:<12} {:>10} {:>10}  {:<24} {}",
+            k.db, k.kind, k.encoding, k.size, elements, expires, k.key
+        )
+    })
+    .with_context(|| format!("{}: cannot read the journal", args.path.display()))?;
+    if !jsonl {
+        writeln!(out, "{n} key(s)")?;
     }
     out.flush()?;
     Ok(exit::SUCCESS)

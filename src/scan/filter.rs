@@ -48,7 +48,8 @@ pub struct Criteria {
 }
 
 impl Criteria {
-    fn key_ok(&self, key: &[u8]) -> bool {
+    /// True when `key` is selected by the key patterns.
+    pub fn key_ok(&self, key: &[u8]) -> bool {
         let included = (self.keys.is_empty() && self.key_regex.is_none())
             || self.keys.iter().any(|g| glob::matches(g.as_bytes(), key))
             || self.key_regex.as_ref().is_some_and(|r| r.is_match(key));
@@ -59,7 +60,8 @@ impl Criteria {
                 .any(|g| glob::matches(g.as_bytes(), key))
     }
 
-    fn db_ok(&self, db: u32) -> bool {
+    /// True when `db` is selected.
+    pub fn db_ok(&self, db: u32) -> bool {
         self.dbs.is_empty() || self.dbs.contains(&db)
     }
 

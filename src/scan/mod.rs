@@ -7,6 +7,7 @@
 pub mod filter;
 pub mod glob;
 pub mod history;
+pub mod keys;
 pub mod stats;
 
 pub use history::{HistoryItem, history};
