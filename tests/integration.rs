@@ -5,6 +5,7 @@ mod support;
 
 mod capture;
 mod commands;
+mod export;
 mod filter;
 mod harness;
 mod inspect_journal;

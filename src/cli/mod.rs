@@ -6,6 +6,7 @@
 
 pub mod capture;
 mod endpoint;
+pub mod export;
 pub mod filter;
 pub mod inspect;
 pub mod probe;
@@ -78,6 +79,9 @@ pub enum Command {
     /// Write a new, valid journal holding only the selected keys, databases, types and
     /// commands, positions preserved.
     Filter(filter::FilterArgs),
+    /// Export a journal as a RESP command stream (`redis-cli --pipe`) or as an RDB file of its
+    /// snapshot.
+    Export(export::ExportArgs),
     /// Apply a journal to a standalone server or a cluster: each shard's last complete snapshot
     /// (RESTORE or commands), then its commands in order, pipelined with every reply checked;
     /// resumable from a checkpoint; --follow keeps applying what the journal gains. Exit 1 if
@@ -103,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Capture(args) => capture::run(args, &cli.global).await,
         Command::Inspect(args) => inspect::run(args, &cli.global).await,
         Command::Filter(args) => filter::run(args, &cli.global).await,
+        Command::Export(args) => export::run(args, &cli.global).await,
         Command::Replay(args) => replay::run(args, &cli.global).await,
     }
 }

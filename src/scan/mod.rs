@@ -4,6 +4,7 @@
 //!
 //! Nothing here writes; nothing needs the network or the async runtime.
 
+pub mod export;
 pub mod filter;
 pub mod glob;
 pub mod history;
