@@ -16,6 +16,8 @@ pub enum ExportFormat {
     Resp,
     /// An RDB file of the newest snapshot (every shard merged).
     Rdb,
+    /// One JSON object per key, function and command; binary-safe (base64 where not UTF-8).
+    Jsonl,
 }
 
 /// Flags of `shake export`.
@@ -52,6 +54,7 @@ pub async fn run(args: ExportArgs, _global: &GlobalArgs) -> anyhow::Result<u8> {
         let summary = match args.format {
             ExportFormat::Resp => export::export_resp(&args.path, &mut sink),
             ExportFormat::Rdb => export::export_rdb(&args.path, &mut sink),
+            ExportFormat::Jsonl => export::export_jsonl(&args.path, &mut sink),
         }
         .with_context(|| format!("exporting {}", args.path.display()))?;
         sink.flush()?;

@@ -12,6 +12,10 @@
 //!   the EOF opcode and the CRC-64. The state after later stream commands is not computed:
 //!   that needs a server (`shake replay` to one, then `SAVE`).
 //!
+//! - `jsonl`: one JSON object per snapshot key, function and stream command, binary-safe: a
+//!   byte string is a JSON string when it is valid UTF-8, otherwise `{"base64": "…"}`; each key
+//!   carries its decoded value for reading and its DUMP payload (base64) for an exact way back.
+//!
 //! Module AUX records cannot be written back byte-exact from what the journal keeps; they are
 //! counted and reported, never silently left out.
 
@@ -273,6 +277,126 @@ pub fn export_rdb(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, Err
     buf.push(0xFF);
     emit(&mut buf, out, true)?;
     out.write_all(&crc.value().to_le_bytes())?;
+    out.flush()?;
+    Ok(sum)
+}
+
+/// A byte string as JSON, binary-safe: a string when valid UTF-8, else `{"base64": …}`.
+pub fn bytes_json(b: &[u8]) -> serde_json::Value {
+    use base64::Engine as _;
+    match std::str::from_utf8(b) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => {
+            serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) })
+        }
+    }
+}
+
+/// Writes the journal in `dir` as JSON lines.
+pub fn export_jsonl(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, Error> {
+    use base64::Engine as _;
+    let manifest = journal::read_journal(dir)?;
+    let mut sum = ExportSummary::default();
+    for shard in &manifest.shards {
+        let reader = ShardReader::open(dir, &shard.name, RecoveryMode::Refuse)?;
+        let Some(from) = snapshot_epoch(&reader) else {
+            continue;
+        };
+        let mut rdb_version = 0u16;
+        let mut flavor = crate::rdb::Flavor::Redis;
+        let mut pending: Option<(String, journal::KeyRecord, Vec<u8>)> = None;
+        let line = |out: &mut dyn Write, v: serde_json::Value| -> std::io::Result<()> {
+            serde_json::to_writer(&mut *out, &v)?;
+            out.write_all(b"\n")
+        };
+        let flush = |p: Option<(String, journal::KeyRecord, Vec<u8>)>,
+                     out: &mut dyn Write,
+                     rdb_version: u16,
+                     flavor: crate::rdb::Flavor,
+                     sum: &mut ExportSummary|
+         -> std::io::Result<()> {
+            if let Some((pos, k, value)) = p {
+                let t = crate::rdb::ObjectType::from_byte(k.type_id, flavor);
+                let payload = crate::rdb::dump::build(k.type_id, &value, rdb_version);
+                let decoded =
+                    t.and_then(|t| crate::rdb::json::to_json(t, bytes::Bytes::from(value)).ok());
+                line(
+                    out,
+                    serde_json::json!({
+                        "record": "key",
+                        "shard": shard.name,
+                        "position": pos,
+                        "db": k.db,
+                        "key": bytes_json(&k.key),
+                        "type": t.map(|t| t.kind().name()).unwrap_or("unknown"),
+                        "expire_ms": k.expire_ms,
+                        "value": decoded.map(|d| d.value),
+                        "dump_payload_base64": base64::engine::general_purpose::STANDARD.encode(&payload),
+                    }),
+                )?;
+                sum.keys += 1;
+            }
+            Ok(())
+        };
+        for entry in reader.entries_from(from) {
+            let e = entry?;
+            let pos = format!(
+                "{}:{}.{}",
+                e.position.epoch, e.position.offset, e.position.seq
+            );
+            if !matches!(e.record, Record::ValueChunk(_)) {
+                flush(pending.take(), out, rdb_version, flavor, &mut sum)?;
+            }
+            match e.record {
+                Record::SnapshotBegin(b) => {
+                    rdb_version = b.rdb_version as u16;
+                    flavor = if b.rdb_version >= 80 {
+                        crate::rdb::Flavor::Valkey
+                    } else {
+                        crate::rdb::Flavor::Redis
+                    };
+                }
+                Record::Key(k) => {
+                    let v = k.value.clone();
+                    pending = Some((pos, k, v));
+                }
+                Record::ValueChunk(c) => {
+                    if let Some(p) = pending.as_mut() {
+                        p.2.extend_from_slice(&c.data);
+                    }
+                }
+                Record::FunctionLibrary(f) => {
+                    line(
+                        out,
+                        serde_json::json!({"record": "function", "shard": shard.name, "position": pos, "code": bytes_json(&f.code)}),
+                    )?;
+                    sum.functions += 1;
+                }
+                Record::Command(c) => {
+                    let argv: Vec<_> = c.argv.iter().map(|a| bytes_json(a)).collect();
+                    line(
+                        out,
+                        serde_json::json!({"record": "command", "shard": shard.name, "position": pos, "time_ms": c.time_ms, "db": c.db, "argv": argv}),
+                    )?;
+                    sum.commands += 1;
+                }
+                Record::Transaction(t) => {
+                    let cmds: Vec<Vec<_>> = t
+                        .commands
+                        .iter()
+                        .map(|c| c.iter().map(|a| bytes_json(a)).collect())
+                        .collect();
+                    sum.commands += cmds.len() as u64;
+                    line(
+                        out,
+                        serde_json::json!({"record": "transaction", "shard": shard.name, "position": pos, "time_ms": t.time_ms, "db": t.db, "commands": cmds}),
+                    )?;
+                }
+                _ => {}
+            }
+        }
+        flush(pending.take(), out, rdb_version, flavor, &mut sum)?;
+    }
     out.flush()?;
     Ok(sum)
 }
