@@ -104,7 +104,7 @@ struct Acc {
     snapshot: HashMap<u64, HashMap<(u32, &'static str), TypeCounts>>,
     complete_epochs: Vec<u64>,
     flavors: HashMap<u64, Flavor>,
-    commands: HashMap<String, CommandCounts>,
+    commands: HashMap<Vec<u8>, CommandCounts>,
     per_db: HashMap<u32, u64>,
     transactions: u64,
     largest_tx: Vec<BigTransaction>,
@@ -130,15 +130,23 @@ fn push_top<T>(v: &mut Vec<T>, item: T, n: usize, key: impl Fn(&T) -> u64) {
 
 impl Acc {
     fn command(&mut self, db: u32, argv: &[journal::record_ref::BytesRef<'_>]) {
-        let name = argv
-            .first()
-            .map(|n| String::from_utf8_lossy(n.0).to_uppercase())
-            .unwrap_or_default();
+        let raw = argv.first().map(|n| n.0).unwrap_or_default();
         let bytes: u64 = argv.iter().map(|a| a.0.len() as u64).sum();
-        if DANGEROUS.contains(&name.as_str()) {
-            *self.dangerous.entry(name.clone()).or_default() += 1;
+        // Counted by upper-case name without allocating for the usual, already upper-case one.
+        let upper;
+        let name: &[u8] = if raw.iter().any(u8::is_ascii_lowercase) {
+            upper = raw.to_ascii_uppercase();
+            &upper
+        } else {
+            raw
+        };
+        if let Some(d) = DANGEROUS.iter().find(|d| d.as_bytes() == name) {
+            *self.dangerous.entry(d.to_string()).or_default() += 1;
         }
-        let c = self.commands.entry(name).or_default();
+        let c = match self.commands.get_mut(name) {
+            Some(c) => c,
+            None => self.commands.entry(name.to_vec()).or_default(),
+        };
         c.count += 1;
         c.bytes += bytes;
         *self.per_db.entry(db).or_default() += 1;
@@ -178,6 +186,9 @@ impl Acc {
                 c.keys += 1;
                 c.expiring += u64::from(k.expire_ms.is_some());
                 c.bytes += len;
+                if big_n == 0 {
+                    return;
+                }
                 let big = self.big.entry(epoch).or_default().entry(kind).or_default();
                 if big.len() < big_n || big.last().is_some_and(|b| b.bytes < len) {
                     push_top(
@@ -311,7 +322,11 @@ pub fn scan_shard(journal_dir: &Path, shard: &str, big_n: usize) -> journal::Res
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         snapshot_epoch,
-        commands: acc.commands.into_iter().collect(),
+        commands: acc
+            .commands
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+            .collect(),
         commands_per_db: acc.per_db.into_iter().collect(),
         transactions: acc.transactions,
         largest_transactions: acc.largest_tx,
