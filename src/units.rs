@@ -1,5 +1,5 @@
 //! Parsing of the human units every flag accepts: sizes (`64MiB`, `1GiB`, `4096`) and durations
-//! (`30s`, `5m`, `1h30m`).
+//! (`30s`, `5m`, `1h30m`); and the wall clock in the unit journals and checkpoints store.
 //!
 //! Uses the `parse-size` and `humantime` crates rather than hand-written parsers: both are small,
 //! well kept, and accept exactly the spellings `docs/cli.md` promises.
@@ -21,6 +21,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|e| format!("invalid duration {text:?}: {e} (examples: 30s, 5m, 1h30m)"))
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it): the time unit of capture
+/// times, manifests and checkpoints.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

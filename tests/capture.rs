@@ -74,21 +74,6 @@ fn string_value(encoded: &[u8]) -> i64 {
     }
 }
 
-/// Runs `shake capture --source SOURCE --journal JOURNAL --progress none EXTRA…` to its end.
-fn capture(source: &str, journal: &Path, extra: &[&str]) -> crate::support::Output {
-    let mut args = vec![
-        "capture",
-        "--source",
-        source,
-        "--journal",
-        journal.to_str().unwrap(),
-        "--progress",
-        "none",
-    ];
-    args.extend_from_slice(extra);
-    shake_run(&args)
-}
-
 /// Every snapshot key's bytes equal the source's own `DUMP` of it (minus the 10-byte footer):
 /// the journal holds the exact encoded objects, in every encoding and database.
 #[test]
@@ -100,7 +85,7 @@ fn snapshot_holds_exact_objects_of_every_type_and_db() {
     c.cmd(&["SET", "giant", &"g".repeat(9 << 20)]);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = capture(&s.url(), &j, &["--snapshot-only"]);
+    let out = crate::support::capture_run(&s.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let snap = snapshot(&entries(&j, "shard-000"));
     let mut expected = 0;
@@ -161,12 +146,12 @@ fn stream_under_load_resumes_without_gap_or_duplicate() {
     let j = dir.path().join("j");
     let js = j.to_str().unwrap();
     for _ in 0..2 {
-        let out = capture(&s.url(), Path::new(js), &["--duration", "1500ms"]);
+        let out = crate::support::capture_run(&s.url(), Path::new(js), &["--duration", "1500ms"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
         std::thread::sleep(Duration::from_millis(300));
     }
     load.stop();
-    let out = capture(&s.url(), Path::new(js), &["--duration", "1s"]);
+    let out = crate::support::capture_run(&s.url(), Path::new(js), &["--duration", "1s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout.contains("full syncs 0"),
@@ -227,7 +212,7 @@ fn every_version_of_the_matrix_with_modules() {
         }
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path().join("j");
-        let out = capture(&s.url(), &j, &["--snapshot-only"]);
+        let out = crate::support::capture_run(&s.url(), &j, &["--snapshot-only"]);
         assert_eq!(out.code, 0, "{v}: {}", out.stderr);
         let snap = snapshot(&entries(&j, "shard-000"));
         let keys = c.cmd(&["KEYS", "*"]);
@@ -277,7 +262,7 @@ fn kill9_of_capture_during_snapshot_and_stream() {
         assert_eq!(v.code, 0, "after kill {i}: {}", v.stdout);
     }
     load.stop();
-    let out = capture(&s.url(), Path::new(js), &["--duration", "8s"]);
+    let out = crate::support::capture_run(&s.url(), Path::new(js), &["--duration", "8s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let all = entries(&j, "shard-000");
     let snap = snapshot(&all);
@@ -335,7 +320,7 @@ fn replica_link_killed_and_master_restarted() {
     c.cmd(&["INCR", "n"]);
     // Restart the master from an RDB that carries its replication id and offset.
     c.cmd(&["SAVE"]);
-    s.restart_keeping_files();
+    s.restart();
     let mut c = s.client();
     c.cmd(&["INCR", "n"]);
     crate::support::wait_until(30, "capture attached to the restarted master", || {
@@ -394,7 +379,7 @@ fn small_output_buffer_limit_full_sync_completes() {
     });
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = capture(&s.url(), &j, &["--snapshot-only", "--max-retries", "2"]);
+    let out = crate::support::capture_run(&s.url(), &j, &["--snapshot-only", "--max-retries", "2"]);
     load.stop();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("full syncs 1"), "{}", out.stdout);
@@ -423,7 +408,7 @@ fn cluster_one_shard_per_master() {
     }
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = capture(&cluster.url(), &j, &["--snapshot-only"]);
+    let out = crate::support::capture_run(&cluster.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let manifest = shake::journal::read_journal(&j).unwrap();
     assert_eq!(manifest.shards.len(), 3);
@@ -651,7 +636,7 @@ fn cluster_shards_selection_and_from_replicas() {
     let cluster = Cluster::start("7.0", 3, 1);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = capture(
+    let out = crate::support::capture_run(
         &cluster.url(),
         &j,
         &[

@@ -60,16 +60,7 @@ fn rdb_export_loads_in_redis_server() {
     c.cmd(&["SET", "giant", &"g".repeat(9 << 20)]);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = crate::support::capture_run(&s.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let dest = Server::start("7.0");
     let rdb = dest.dir.path().join("dump.rdb");
@@ -93,7 +84,7 @@ fn rdb_export_loads_in_redis_server() {
     );
     // Restart the destination on the exported file.
     let mut dest = dest;
-    dest.restart_keeping_files();
+    dest.restart();
     assert_eq!(digest(&mut dest.client()), digest(&mut c));
 }
 

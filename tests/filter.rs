@@ -153,16 +153,7 @@ fn filtered_journal_replays_to_exactly_the_selected_keys() {
     c.cmd(&["RPUSH", "keep:list", "a", "b"]);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &s.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = crate::support::capture_run(&s.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let f = dir.path().join("f");
     assert_eq!(

@@ -172,16 +172,7 @@ fn every_type_and_db_digest_equal_ttls_absolute_and_replay_twice_identical() {
     // #921/#996: lists duplicated on re-runs).
     let dir2 = tempfile::tempdir().unwrap();
     let j2 = dir2.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &source.url(),
-        "--journal",
-        j2.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = crate::support::capture_run(&source.url(), &j2, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for restore in ["auto", "never", "auto"] {
         let again = replay(
@@ -527,7 +518,7 @@ fn target_restart_mid_stream_is_retried_and_resumed_exactly() {
     std::thread::sleep(Duration::from_millis(700));
     target.kill9();
     std::thread::sleep(Duration::from_millis(800));
-    target.restart_keeping_files();
+    target.restart();
     let out = finish(child);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains("reconnects 0"), "{}", out.stdout);
@@ -549,16 +540,7 @@ fn module_keys_without_the_module_are_reported_per_key_and_not_fatal() {
     sc.cmd(&["SET", "plain", "v"]);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &source.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = crate::support::capture_run(&source.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let target = Server::start("7.0");
     let out = replay(&j, &target.url(), &["--no-checkpoint"]);
@@ -717,16 +699,7 @@ fn cluster_to_standalone_and_cluster_to_cluster() {
     assert_eq!(keys.len(), 240);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &source.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = crate::support::capture_run(&source.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 
     let standalone = Server::start("7.0");
@@ -868,16 +841,7 @@ fn kill9_during_the_snapshot_then_resume_on_both_paths() {
     }
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let out = shake_run(&[
-        "capture",
-        "--source",
-        &source.url(),
-        "--journal",
-        j.to_str().unwrap(),
-        "--snapshot-only",
-        "--progress",
-        "none",
-    ]);
+    let out = crate::support::capture_run(&source.url(), &j, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for restore in ["auto", "never"] {
         let target = Server::start("7.0");

@@ -184,7 +184,7 @@ pub async fn plan(opts: &CaptureOptions) -> Result<Vec<ShardJob>, Error> {
     let (shards, locators) = match &existing {
         None => {
             let manifest = JournalManifest::new(
-                super::writer_thread::now_ms(),
+                crate::units::now_ms(),
                 Source {
                     kind: kind.clone(),
                     description,
@@ -326,7 +326,7 @@ pub fn from_rdb(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let manifest = JournalManifest::new(
-        super::writer_thread::now_ms(),
+        crate::units::now_ms(),
         Source {
             kind: "rdb-file".into(),
             description: name,
@@ -338,7 +338,7 @@ pub fn from_rdb(
     );
     journal::create(journal_dir, &manifest)?;
     let mut w = journal::ShardWriter::open(journal_dir, &ShardInfo::name_for(0), writer.clone())?;
-    w.capture_start(super::writer_thread::now_ms())?;
+    w.capture_start(crate::units::now_ms())?;
     let mut f = std::fs::File::open(file).map_err(|source| FromRdbError::Open {
         path: file.display().to_string(),
         source,
@@ -351,7 +351,7 @@ pub fn from_rdb(
     match result {
         Ok(summary) => {
             w.marker(journal::Marker::CaptureStop {
-                time_ms: super::writer_thread::now_ms(),
+                time_ms: crate::units::now_ms(),
                 reason: format!("end of {}", file.display()),
             })?;
             w.close()?;
@@ -360,7 +360,7 @@ pub fn from_rdb(
         Err(e) => {
             // Leave the journal marked: what was written is a partial snapshot.
             let _ = w.marker(journal::Marker::CaptureStop {
-                time_ms: super::writer_thread::now_ms(),
+                time_ms: crate::units::now_ms(),
                 reason: format!("error: {e}"),
             });
             let _ = w.close();

@@ -4,10 +4,11 @@
 use super::journal_state::shard_state;
 use super::replica::{self, Event, ReplicaSession, Resume, SessionOptions};
 use super::stream::{StreamState, Unit};
-use super::writer_thread::{self, Msg, Published, WriterHandle, now_ms};
+use super::writer_thread::{self, Msg, Published, WriterHandle};
 use crate::journal::{ShardWriter, WriterOptions};
 use crate::net::{ConnectOptions, Connection, Endpoint};
 use crate::rdb::ReaderOptions;
+use crate::units::now_ms;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

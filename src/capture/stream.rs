@@ -80,21 +80,23 @@ pub enum Error {
     },
 }
 
+/// The database a `SELECT n` command switches to; `None` for any other command (or a
+/// `SELECT` whose argument is not a number). One place for every reader of the stream.
+pub fn select_db<A: AsRef<[u8]>>(argv: &[A]) -> Option<u32> {
+    if !argv.first()?.as_ref().eq_ignore_ascii_case(b"SELECT") {
+        return None;
+    }
+    std::str::from_utf8(argv.get(1)?.as_ref())
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// The db in force after a transaction that started in `db` and ran `commands`.
 pub fn db_after<A: AsRef<[u8]>>(db: u32, commands: &[Vec<A>]) -> u32 {
-    commands.iter().fold(db, |db, argv| {
-        let is_select = argv
-            .first()
-            .is_some_and(|n| n.as_ref().eq_ignore_ascii_case(b"SELECT"));
-        match (
-            is_select,
-            argv.get(1)
-                .and_then(|a| std::str::from_utf8(a.as_ref()).ok()?.parse().ok()),
-        ) {
-            (true, Some(n)) => n,
-            _ => db,
-        }
-    })
+    commands
+        .iter()
+        .fold(db, |db, argv| select_db(argv).unwrap_or(db))
 }
 
 /// Tracks the db and an open transaction across stream commands.

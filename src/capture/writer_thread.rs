@@ -12,6 +12,7 @@ use super::snapshot::{SnapshotIngest, Summary};
 use super::stream::Unit;
 use crate::journal::{self, Command, Marker, Position, ShardWriter, Transaction};
 use crate::rdb::ReaderOptions;
+use crate::units::now_ms;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -207,14 +208,6 @@ impl State {
             self.pending.push_back((p, ack));
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn run(

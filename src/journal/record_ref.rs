@@ -52,6 +52,12 @@ pub enum RecordRef<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BytesRef<'a>(#[serde(with = "serde_bytes", borrow)] pub &'a [u8]);
 
+impl AsRef<[u8]> for BytesRef<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.0
+    }
+}
+
 /// A borrowed [`Marker`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MarkerRef<'a> {

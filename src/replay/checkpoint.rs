@@ -78,13 +78,6 @@ pub struct Checkpoint {
     write: Mutex<()>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Checkpoint {
     /// Opens `path` (an existing checkpoint is loaded; a missing one starts empty). A checkpoint
     /// of another target is refused: resuming from it would skip data this target never got.
@@ -146,7 +139,7 @@ impl Checkpoint {
                 offset: pos.offset,
                 seq: pos.seq,
                 phase,
-                updated_unix_ms: now_ms(),
+                updated_unix_ms: crate::units::now_ms(),
             },
         );
     }

@@ -84,13 +84,6 @@ pub struct Outcome {
     pub target: TargetInfo,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Runs a replay until the journal's end (or `--until`), or — with `follow` — until `stop` is
 /// set. `stats` is shared so a caller can report progress while it runs.
 pub async fn run(opts: ReplayOptions, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result<Outcome> {
@@ -944,7 +937,14 @@ fn key_op(
 ) -> Result<Option<Op>> {
     let db = rc.stream.db(k.db, pos)?;
     Ok(
-        match rc.keys.convert(k, value, st.src_version, db, pos, now_ms()) {
+        match rc.keys.convert(
+            k,
+            value,
+            st.src_version,
+            db,
+            pos,
+            crate::units::now_ms() as i64,
+        ) {
             Converted::Op(op, warnings) => {
                 for w in warnings {
                     rc.stats.lossy.fetch_add(1, Relaxed);

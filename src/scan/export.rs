@@ -59,6 +59,15 @@ fn resp(out: &mut impl Write, argv: &[&[u8]]) -> std::io::Result<()> {
     out.write_all(&buf)
 }
 
+/// Emits `SELECT want` unless `want` is already the connection's db.
+fn select(out: &mut impl Write, db: &mut Option<u32>, want: u32) -> std::io::Result<()> {
+    if *db != Some(want) {
+        resp(out, &[b"SELECT", want.to_string().as_bytes()])?;
+        *db = Some(want);
+    }
+    Ok(())
+}
+
 /// The newest epoch of a shard with a complete snapshot, and where it starts.
 fn snapshot_epoch(reader: &ShardReader) -> Option<Position> {
     reader
@@ -79,53 +88,21 @@ pub fn export_resp(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, Er
         };
         let mut db: Option<u32> = None;
         let mut rdb_version = 0u16;
-        let mut pending: Option<(journal::KeyRecord, Vec<u8>)> = None;
-        let select =
-            |out: &mut dyn Write, db: &mut Option<u32>, want: u32| -> std::io::Result<()> {
-                if *db != Some(want) {
-                    let n = want.to_string();
-                    let mut w = out;
-                    resp(&mut w, &[b"SELECT", n.as_bytes()])?;
-                    *db = Some(want);
-                }
-                Ok(())
-            };
-        let flush_key = |p: Option<(journal::KeyRecord, Vec<u8>)>,
-                         db: &mut Option<u32>,
-                         out: &mut dyn Write,
-                         rdb_version: u16,
-                         sum: &mut ExportSummary|
-         -> std::io::Result<()> {
-            if let Some((k, value)) = p {
-                select(out, db, k.db)?;
-                let payload = crate::rdb::dump::build(k.type_id, &value, rdb_version);
-                let ttl = k.expire_ms.unwrap_or(0).max(0).to_string();
-                let mut args: Vec<&[u8]> = vec![b"RESTORE", &k.key, ttl.as_bytes(), &payload];
-                if k.expire_ms.is_some() {
-                    args.push(b"ABSTTL");
-                }
-                args.push(b"REPLACE");
-                let mut w = out;
-                resp(&mut w, &args)?;
-                sum.keys += 1;
-            }
-            Ok(())
-        };
-        for entry in reader.entries_from(from) {
+        for entry in super::whole::whole_keys(reader.entries_from(from)) {
             let e = entry?;
-            if !matches!(e.record, Record::ValueChunk(_)) {
-                flush_key(pending.take(), &mut db, out, rdb_version, &mut sum)?;
-            }
             match e.record {
                 Record::SnapshotBegin(b) => rdb_version = b.rdb_version as u16,
                 Record::Key(k) => {
-                    let value = k.value.clone();
-                    pending = Some((k, value));
-                }
-                Record::ValueChunk(c) => {
-                    if let Some(p) = pending.as_mut() {
-                        p.1.extend_from_slice(&c.data);
+                    select(out, &mut db, k.db)?;
+                    let payload = crate::rdb::dump::build(k.type_id, &k.value, rdb_version);
+                    let ttl = k.expire_ms.unwrap_or(0).max(0).to_string();
+                    let mut args: Vec<&[u8]> = vec![b"RESTORE", &k.key, ttl.as_bytes(), &payload];
+                    if k.expire_ms.is_some() {
+                        args.push(b"ABSTTL");
                     }
+                    args.push(b"REPLACE");
+                    resp(out, &args)?;
+                    sum.keys += 1;
                 }
                 Record::FunctionLibrary(f) => {
                     resp(out, &[b"FUNCTION", b"LOAD", b"REPLACE", &f.code])?;
@@ -152,7 +129,6 @@ pub fn export_resp(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, Er
                 _ => {}
             }
         }
-        flush_key(pending.take(), &mut db, out, rdb_version, &mut sum)?;
     }
     out.flush()?;
     Ok(sum)
@@ -304,49 +280,16 @@ pub fn export_jsonl(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, E
         };
         let mut rdb_version = 0u16;
         let mut flavor = crate::rdb::Flavor::Redis;
-        let mut pending: Option<(String, journal::KeyRecord, Vec<u8>)> = None;
         let line = |out: &mut dyn Write, v: serde_json::Value| -> std::io::Result<()> {
             serde_json::to_writer(&mut *out, &v)?;
             out.write_all(b"\n")
         };
-        let flush = |p: Option<(String, journal::KeyRecord, Vec<u8>)>,
-                     out: &mut dyn Write,
-                     rdb_version: u16,
-                     flavor: crate::rdb::Flavor,
-                     sum: &mut ExportSummary|
-         -> std::io::Result<()> {
-            if let Some((pos, k, value)) = p {
-                let t = crate::rdb::ObjectType::from_byte(k.type_id, flavor);
-                let payload = crate::rdb::dump::build(k.type_id, &value, rdb_version);
-                let decoded =
-                    t.and_then(|t| crate::rdb::json::to_json(t, bytes::Bytes::from(value)).ok());
-                line(
-                    out,
-                    serde_json::json!({
-                        "record": "key",
-                        "shard": shard.name,
-                        "position": pos,
-                        "db": k.db,
-                        "key": bytes_json(&k.key),
-                        "type": t.map(|t| t.kind().name()).unwrap_or("unknown"),
-                        "expire_ms": k.expire_ms,
-                        "value": decoded.map(|d| d.value),
-                        "dump_payload_base64": base64::engine::general_purpose::STANDARD.encode(&payload),
-                    }),
-                )?;
-                sum.keys += 1;
-            }
-            Ok(())
-        };
-        for entry in reader.entries_from(from) {
+        for entry in super::whole::whole_keys(reader.entries_from(from)) {
             let e = entry?;
             let pos = format!(
                 "{}:{}.{}",
                 e.position.epoch, e.position.offset, e.position.seq
             );
-            if !matches!(e.record, Record::ValueChunk(_)) {
-                flush(pending.take(), out, rdb_version, flavor, &mut sum)?;
-            }
             match e.record {
                 Record::SnapshotBegin(b) => {
                     rdb_version = b.rdb_version as u16;
@@ -357,13 +300,26 @@ pub fn export_jsonl(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, E
                     };
                 }
                 Record::Key(k) => {
-                    let v = k.value.clone();
-                    pending = Some((pos, k, v));
-                }
-                Record::ValueChunk(c) => {
-                    if let Some(p) = pending.as_mut() {
-                        p.2.extend_from_slice(&c.data);
-                    }
+                    let t = crate::rdb::ObjectType::from_byte(k.type_id, flavor);
+                    let payload = crate::rdb::dump::build(k.type_id, &k.value, rdb_version);
+                    let decoded = t.and_then(|t| {
+                        crate::rdb::json::to_json(t, bytes::Bytes::from(k.value)).ok()
+                    });
+                    line(
+                        out,
+                        serde_json::json!({
+                            "record": "key",
+                            "shard": shard.name,
+                            "position": pos,
+                            "db": k.db,
+                            "key": bytes_json(&k.key),
+                            "type": t.map(|t| t.kind().name()).unwrap_or("unknown"),
+                            "expire_ms": k.expire_ms,
+                            "value": decoded.map(|d| d.value),
+                            "dump_payload_base64": base64::engine::general_purpose::STANDARD.encode(&payload),
+                        }),
+                    )?;
+                    sum.keys += 1;
                 }
                 Record::FunctionLibrary(f) => {
                     line(
@@ -395,7 +351,6 @@ pub fn export_jsonl(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, E
                 _ => {}
             }
         }
-        flush(pending.take(), out, rdb_version, flavor, &mut sum)?;
     }
     out.flush()?;
     Ok(sum)

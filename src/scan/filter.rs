@@ -15,6 +15,7 @@
 //! - `--until-offset` / `--until-time` stop at that point of the stream.
 
 use super::glob;
+use crate::capture::stream::select_db;
 use crate::journal::{
     self, Command, JournalManifest, Marker, Record, RecoveryMode, ShardReader, ShardWriter, Source,
     Transaction, WriterOptions,
@@ -142,13 +143,6 @@ pub enum Error {
     OutputExists(String),
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 enum Verdict {
     Keep,
     Drop,
@@ -178,13 +172,7 @@ fn command_verdict(c: &Criteria, db: u32, argv: &[Vec<u8>]) -> Verdict {
 }
 
 fn remap_select(c: &Criteria, argv: &mut [Vec<u8>]) {
-    if argv
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"SELECT"))
-        && let Some(db) = argv
-            .get(1)
-            .and_then(|a| std::str::from_utf8(a).ok()?.parse::<u32>().ok())
-    {
+    if let Some(db) = select_db(argv) {
         argv[1] = c.map(db).to_string().into_bytes();
     }
 }
@@ -210,7 +198,7 @@ pub fn filter(
     journal::create(
         out,
         &JournalManifest::new(
-            now_ms(),
+            crate::units::now_ms(),
             Source {
                 kind: manifest.source.kind.clone(),
                 description: desc,
@@ -331,10 +319,7 @@ fn filter_shard(src: &Path, out: &Path, shard: &str, c: &Criteria) -> Result<Fil
                         .first()
                         .is_some_and(|n| n.eq_ignore_ascii_case(b"SELECT"))
                     {
-                        db = argv
-                            .get(1)
-                            .and_then(|a| std::str::from_utf8(a).ok()?.parse().ok())
-                            .unwrap_or(db);
+                        db = select_db(&argv).unwrap_or(db);
                         remap_select(c, &mut argv);
                         kept.push(argv);
                         continue;

@@ -42,9 +42,6 @@ fn touches(argv: &[Vec<u8>], key: &[u8]) -> Option<bool> {
     }
 }
 
-/// A snapshot key being gathered: the item, type id, expiry, value bytes so far, chunks.
-type Pending = Option<(HistoryItem, u8, Option<i64>, Vec<u8>, u32)>;
-
 /// The history of `key` (in database `db`, or any) across every shard of the journal.
 pub fn history(dir: &Path, key: &[u8], db: Option<u32>) -> journal::Result<Vec<HistoryItem>> {
     let manifest = journal::read_journal(dir)?;
@@ -52,30 +49,12 @@ pub fn history(dir: &Path, key: &[u8], db: Option<u32>) -> journal::Result<Vec<H
     for shard in &manifest.shards {
         let reader = ShardReader::open(dir, &shard.name, RecoveryMode::Refuse)?;
         let mut flavor = Flavor::Redis;
-        let mut pending: Pending = None;
-        let finish = |p: Pending, flavor: Flavor, out: &mut Vec<HistoryItem>| {
-            if let Some((mut item, type_id, expire, value, _)) = p {
-                let t = ObjectType::from_byte(type_id, flavor);
-                let decoded =
-                    t.and_then(|t| crate::rdb::json::to_json(t, bytes::Bytes::from(value)).ok());
-                item.value = Some(serde_json::json!({
-                    "type": t.map(|t| t.kind().name()).unwrap_or("unknown"),
-                    "encoding": t.map(|t| t.encoding()).unwrap_or("unknown"),
-                    "expire_ms": expire,
-                    "value": decoded.map(|d| d.value),
-                }));
-                out.push(item);
-            }
-        };
-        for entry in reader.entries() {
+        for entry in super::whole::whole_keys(reader.entries()) {
             let e = entry?;
             let pos = format!(
                 "{}:{}.{}",
                 e.position.epoch, e.position.offset, e.position.seq
             );
-            if !matches!(e.record, Record::ValueChunk(_)) {
-                finish(pending.take(), flavor, &mut out);
-            }
             let db_ok = |d: u32| db.is_none_or(|want| want == d);
             match e.record {
                 Record::SnapshotBegin(b) => {
@@ -86,22 +65,25 @@ pub fn history(dir: &Path, key: &[u8], db: Option<u32>) -> journal::Result<Vec<H
                     };
                 }
                 Record::Key(k) if k.key == key && db_ok(k.db) => {
-                    let item = HistoryItem {
+                    let t = ObjectType::from_byte(k.type_id, flavor);
+                    let decoded = t.and_then(|t| {
+                        crate::rdb::json::to_json(t, bytes::Bytes::from(k.value)).ok()
+                    });
+                    out.push(HistoryItem {
                         shard: shard.name.clone(),
                         position: pos,
                         time_ms: None,
                         db: k.db,
                         event: "snapshot".into(),
                         argv: vec![],
-                        value: None,
+                        value: Some(serde_json::json!({
+                            "type": t.map(|t| t.kind().name()).unwrap_or("unknown"),
+                            "encoding": t.map(|t| t.encoding()).unwrap_or("unknown"),
+                            "expire_ms": k.expire_ms,
+                            "value": decoded.map(|d| d.value),
+                        })),
                         keys_guessed: false,
-                    };
-                    pending = Some((item, k.type_id, k.expire_ms, k.value, k.chunks));
-                }
-                Record::ValueChunk(c) => {
-                    if let Some(p) = pending.as_mut() {
-                        p.3.extend_from_slice(&c.data);
-                    }
+                    });
                 }
                 Record::Command(c) if db_ok(c.db) => {
                     if let Some(guessed) = touches(&c.argv, key) {
@@ -120,13 +102,7 @@ pub fn history(dir: &Path, key: &[u8], db: Option<u32>) -> journal::Result<Vec<H
                 Record::Transaction(t) => {
                     let mut cur = t.db;
                     for argv in &t.commands {
-                        if argv
-                            .first()
-                            .is_some_and(|n| n.eq_ignore_ascii_case(b"SELECT"))
-                            && let Some(n) = argv
-                                .get(1)
-                                .and_then(|a| std::str::from_utf8(a).ok()?.parse().ok())
-                        {
+                        if let Some(n) = crate::capture::stream::select_db(argv) {
                             cur = n;
                             continue;
                         }
@@ -149,7 +125,6 @@ pub fn history(dir: &Path, key: &[u8], db: Option<u32>) -> journal::Result<Vec<H
                 _ => {}
             }
         }
-        finish(pending.take(), flavor, &mut out);
     }
     Ok(out)
 }

@@ -61,33 +61,10 @@ pub fn list_keys(
         };
         let from = Position::new(epoch.epoch, epoch.start_offset, 0);
         let mut flavor = Flavor::Redis;
-        let mut pending: Option<(KeyInfo, u8, Vec<u8>)> = None;
-        let mut flush = |p: Option<(KeyInfo, u8, Vec<u8>)>,
-                         flavor: Flavor,
-                         n: &mut u64|
-         -> Result<(), journal::Error> {
-            if let Some((mut info, type_id, value)) = p {
-                if let Some(t) = ObjectType::from_byte(type_id, flavor) {
-                    info.elements = element_count(t, &value);
-                    if with_values {
-                        info.value = crate::rdb::json::to_json(t, bytes::Bytes::from(value))
-                            .ok()
-                            .map(|j| j.value);
-                    }
-                }
-                emit(info)
-                    .map_err(|e| journal::Error::Invalid(format!("writing the listing: {e}")))?;
-                *n += 1;
-            }
-            Ok(())
-        };
-        for entry in reader.entries_from(from) {
+        for entry in super::whole::whole_keys(reader.entries_from(from)) {
             let e = entry?;
             if e.position.epoch != epoch.epoch {
                 break;
-            }
-            if !matches!(e.record, Record::ValueChunk(_)) {
-                flush(pending.take(), flavor, &mut n)?;
             }
             match e.record {
                 Record::SnapshotBegin(b) => {
@@ -100,34 +77,38 @@ pub fn list_keys(
                 Record::Key(k) => {
                     let t = ObjectType::from_byte(k.type_id, flavor);
                     let kind = t.map(|t| t.kind().name()).unwrap_or("unknown");
-                    if sel.key_ok(&k.key)
+                    if !(sel.key_ok(&k.key)
                         && sel.db_ok(k.db)
-                        && (sel.types.is_empty() || sel.types.iter().any(|x| x == kind))
+                        && (sel.types.is_empty() || sel.types.iter().any(|x| x == kind)))
                     {
-                        let info = KeyInfo {
-                            shard: shard.name.clone(),
-                            db: k.db,
-                            key: crate::rdb::json::text(&k.key),
-                            kind: kind.to_string(),
-                            encoding: t.map(|t| t.encoding()).unwrap_or("unknown").to_string(),
-                            size: k.value_len.max(k.value.len() as u64),
-                            elements: None,
-                            expire_ms: k.expire_ms,
-                            value: None,
-                        };
-                        pending = Some((info, k.type_id, k.value));
+                        continue;
                     }
-                }
-                Record::ValueChunk(c) => {
-                    if let Some(p) = pending.as_mut() {
-                        p.2.extend_from_slice(&c.data);
-                    }
+                    let value = match (t, with_values) {
+                        (Some(t), true) => {
+                            crate::rdb::json::to_json(t, bytes::Bytes::copy_from_slice(&k.value))
+                                .ok()
+                                .map(|j| j.value)
+                        }
+                        _ => None,
+                    };
+                    emit(KeyInfo {
+                        shard: shard.name.clone(),
+                        db: k.db,
+                        key: crate::rdb::json::text(&k.key),
+                        kind: kind.to_string(),
+                        encoding: t.map(|t| t.encoding()).unwrap_or("unknown").to_string(),
+                        size: k.value_len.max(k.value.len() as u64),
+                        elements: t.and_then(|t| element_count(t, &k.value)),
+                        expire_ms: k.expire_ms,
+                        value,
+                    })
+                    .map_err(|e| journal::Error::Invalid(format!("writing the listing: {e}")))?;
+                    n += 1;
                 }
                 Record::SnapshotEnd(_) | Record::Command(_) | Record::Transaction(_) => break,
                 _ => {}
             }
         }
-        flush(pending.take(), flavor, &mut n)?;
     }
     Ok(n)
 }

@@ -10,6 +10,7 @@ pub mod glob;
 pub mod history;
 pub mod keys;
 pub mod stats;
+pub mod whole;
 
 pub use history::{HistoryItem, history};
 pub use stats::{JournalStats, ShardStats, scan_journal};

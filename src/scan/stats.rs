@@ -103,7 +103,6 @@ struct Acc {
     records: HashMap<&'static str, u64>,
     snapshot: HashMap<u64, HashMap<(u32, &'static str), TypeCounts>>,
     complete_epochs: Vec<u64>,
-    flavors: HashMap<u64, Flavor>,
     commands: HashMap<Vec<u8>, CommandCounts>,
     per_db: HashMap<u32, u64>,
     transactions: u64,
@@ -163,14 +162,6 @@ impl Acc {
         *self.records.entry(e.record.kind_name()).or_default() += 1;
         let epoch = e.position.epoch;
         match &e.record {
-            RecordRef::SnapshotBegin(b) => {
-                let flavor = if b.rdb_version >= 80 {
-                    Flavor::Valkey
-                } else {
-                    Flavor::Redis
-                };
-                self.flavors.insert(epoch, flavor);
-            }
             RecordRef::SnapshotEnd(_) => self.complete_epochs.push(epoch),
             RecordRef::Key(k) => {
                 // The flavor is known once the merge sees SnapshotBegin; type ids below 22
@@ -212,13 +203,7 @@ impl Acc {
                 self.transactions += 1;
                 let mut db = t.db;
                 for argv in &t.commands {
-                    if argv
-                        .first()
-                        .is_some_and(|n| n.0.eq_ignore_ascii_case(b"SELECT"))
-                        && let Some(n) = argv
-                            .get(1)
-                            .and_then(|a| std::str::from_utf8(a.0).ok()?.parse().ok())
-                    {
+                    if let Some(n) = crate::capture::stream::select_db(argv) {
                         db = n;
                     }
                     self.command(db, argv);
@@ -252,7 +237,6 @@ impl Acc {
             }
         }
         self.complete_epochs.extend(other.complete_epochs);
-        self.flavors.extend(other.flavors);
         for (k, v) in other.commands {
             let c = self.commands.entry(k).or_default();
             c.count += v.count;

@@ -290,3 +290,18 @@ impl LiveCapture {
         out
     }
 }
+
+/// Runs `shake capture --source SOURCE --journal JOURNAL --progress none EXTRA…` to its end.
+pub fn capture_run(source: &str, journal: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "capture",
+        "--source",
+        source,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--progress",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    shake_run(&args)
+}

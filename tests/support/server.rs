@@ -264,16 +264,11 @@ impl Server {
         }
     }
 
-    /// Starts the server again on the same port and directory.
+    /// SIGKILL, then start again on the same port and directory: whatever the server saved
+    /// (`SAVE`, or a file put in its directory) is loaded back.
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
-    }
-
-    /// SIGKILL, then start again on the same port and directory: whatever the server saved
-    /// (`SAVE`) is loaded back.
-    pub fn restart_keeping_files(&mut self) {
-        self.restart();
     }
 
     /// The OS process id.
