@@ -4,6 +4,7 @@
 mod support;
 
 mod capture;
+mod cli_meta;
 mod commands;
 mod export;
 mod filter;

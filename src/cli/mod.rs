@@ -5,10 +5,12 @@
 //! them. A subcommand appears here only when it works.
 
 pub mod capture;
+pub mod completions;
 mod endpoint;
 pub mod export;
 pub mod filter;
 pub mod inspect;
+pub mod man;
 pub mod probe;
 pub mod replay;
 pub mod verify;
@@ -87,6 +89,11 @@ pub enum Command {
     /// resumable from a checkpoint; --follow keeps applying what the journal gains. Exit 1 if
     /// any command failed.
     Replay(replay::ReplayArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), generated from
+    /// these very definitions.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one page per subcommand into a directory (`--out`).
+    Man(man::ManArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -109,5 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Filter(args) => filter::run(args, &cli.global).await,
         Command::Export(args) => export::run(args, &cli.global).await,
         Command::Replay(args) => replay::run(args, &cli.global).await,
+        Command::Completions(args) => completions::run(args, &cli.global).await,
+        Command::Man(args) => man::run(args, &cli.global).await,
     }
 }
