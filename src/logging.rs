@@ -29,6 +29,12 @@ pub fn init(format: LogFormat, verbosity: i8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, and never when NO_COLOR is set (no-color.org): log
+        // files and CI output stay plain text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -6,6 +6,7 @@ mod support;
 mod capture;
 mod cli_meta;
 mod commands;
+mod demo;
 mod export;
 mod filter;
 mod harness;

@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod completions;
+pub mod demo;
 mod endpoint;
 pub mod export;
 pub mod filter;
@@ -89,6 +90,10 @@ pub enum Command {
     /// resumable from a checkpoint; --follow keeps applying what the journal gains. Exit 1 if
     /// any command failed.
     Replay(replay::ReplayArgs),
+    /// The whole chain on throwaway local servers, in about a minute: populate every data type,
+    /// capture while a writer writes, verify, inspect, filter, replay, compare, and a verdict.
+    /// `--cluster` uses 3-master clusters. Needs `redis-server` (PATH or --redis-server).
+    Demo(demo::DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell), generated from
     /// these very definitions.
     Completions(completions::CompletionsArgs),
@@ -116,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Filter(args) => filter::run(args, &cli.global).await,
         Command::Export(args) => export::run(args, &cli.global).await,
         Command::Replay(args) => replay::run(args, &cli.global).await,
+        Command::Demo(args) => demo::run(args, &cli.global).await,
         Command::Completions(args) => completions::run(args, &cli.global).await,
         Command::Man(args) => man::run(args, &cli.global).await,
     }
