@@ -147,7 +147,16 @@ pub fn create(dir: &Path, manifest: &JournalManifest) -> Result<()> {
             "source description seems to carry credentials (user:password@); strip them".into(),
         ));
     }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // A journal holds every value of the source: a new journal directory is private to its
+    // owner (0700), whatever the umask (`docs/security.md`).
+    if !dir.exists() {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
     let path = dir.join(JOURNAL_MANIFEST);
     if path.exists() {
         return Err(Error::Invalid(format!(
@@ -268,5 +277,26 @@ mod tests {
         assert!(!looks_like_credentials("redis://host:6379"));
         assert!(!looks_like_credentials("10.0.0.1:6379,10.0.0.2:6379"));
         assert!(!looks_like_credentials("dump.rdb"));
+    }
+
+    #[test]
+    fn a_new_journal_directory_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("j");
+        let m = JournalManifest::new(
+            0,
+            Source {
+                kind: "standalone".into(),
+                description: "127.0.0.1:6379".into(),
+            },
+            vec![ShardInfo {
+                name: "shard-000".into(),
+                slots: vec![],
+            }],
+        );
+        create(&dir, &m).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 }
