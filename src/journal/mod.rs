@@ -20,6 +20,7 @@
 //!
 //! | file | what it holds |
 //! |------|---------------|
+//! | `chunks.rs`   | chunk continuity of large snapshot values, checked by `verify` |
 //! | `error.rs`    | [`Error`]: variants name file, byte offset and what is wrong |
 //! | `position.rs` | [`Position`] = (epoch, replication offset, seq) |
 //! | `record.rs`   | [`Record`] types and their bincode encoding |
@@ -36,6 +37,7 @@
 //!
 //! This module is plain synchronous Rust: no CLI, no progress output, no async runtime.
 
+pub mod chunks;
 pub mod error;
 pub mod follower;
 pub mod frame;

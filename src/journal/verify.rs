@@ -14,6 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::Position;
+use super::chunks::{ChunkTracker, FrameChunks};
 use super::frame::{self, FRAME_HEADER_LEN};
 use super::manifest::{self, ShardManifest};
 use super::record_ref::{MarkerRef, RecordRef};
@@ -246,6 +247,9 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
         }
     }
     let mut stats = FrameStats::default();
+    // Large values span records, frames and segments: continuity is joined in order.
+    let mut chunks = ChunkTracker::default();
+    let mut last_unsealed: Option<PathBuf> = None;
     let mut prev_seg: Option<(u64, Option<Position>, PathBuf)> = None;
     let mut prev_last: Option<Position> = None;
     let count = files.len();
@@ -467,7 +471,7 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
             }
             prev_last = Some(prev_last.map_or(f.header.last, |x| x.max(f.header.last)));
         }
-        let results: Vec<Result<FrameStats, Problem>> = scan
+        let results: Vec<Result<(FrameStats, FrameChunks), Problem>> = scan
             .frames
             .par_iter()
             .map(|f| {
@@ -485,7 +489,9 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
                     .map_err(problem)?;
                 let entries = frame::parse_entries_ref(&f.header, &raw).map_err(problem)?;
                 let mut s = FrameStats::default();
+                let mut c = FrameChunks::default();
                 for e in &entries {
+                    c.observe(e.position, &e.record);
                     s.records += 1;
                     *s.by_kind.entry(e.record.kind_name()).or_default() += 1;
                     if let Some(t) = e.record.time_ms() {
@@ -508,15 +514,25 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
                         _ => {}
                     }
                 }
-                Ok(s)
+                Ok((s, c))
             })
             .collect();
-        for r in results {
+        for (r, f) in results.into_iter().zip(&scan.frames) {
             match r {
-                Ok(s) => stats = std::mem::take(&mut stats).merge(s),
+                Ok((s, c)) => {
+                    stats = std::mem::take(&mut stats).merge(s);
+                    let found = chunks.frame(c);
+                    for what in found.problems {
+                        p(path, Some(f.offset), what);
+                    }
+                    for what in found.notes {
+                        note(path, Some(f.offset), what);
+                    }
+                }
                 Err(pr) => problems_push(&mut p, pr),
             }
         }
+        last_unsealed = scan.seal.is_none().then(|| path.clone());
         sum.frames += scan.frames.len() as u64;
         sum.raw_bytes += scan
             .frames
@@ -524,6 +540,20 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
             .map(|f| u64::from(f.header.raw_len))
             .sum::<u64>();
         prev_seg = Some((h.number, scan.last().or(h.prev_last), path.clone()));
+    }
+    let snapshot_ended = chunks.open().is_some_and(|o| {
+        stats
+            .epochs
+            .get(&o.position.epoch)
+            .is_some_and(|e| e.3.is_some())
+    });
+    let end = std::mem::take(&mut chunks).finish(last_unsealed.is_some() || !snapshot_ended);
+    let end_file = last_unsealed.unwrap_or_else(|| dir.to_path_buf());
+    for what in end.problems {
+        p(&end_file, None, what);
+    }
+    for what in end.notes {
+        note(&end_file, None, what);
     }
     for (&e, &(first, last, records, keys, begun)) in &stats.epochs {
         let info = man.epochs.iter().find(|x| x.epoch == e);
