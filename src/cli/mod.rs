@@ -10,7 +10,9 @@ pub mod export;
 pub mod filter;
 pub mod inspect;
 pub mod probe;
+pub mod receive;
 pub mod replay;
+pub mod ship;
 pub mod verify;
 
 pub use endpoint::{SourceArgs, TargetArgs};
@@ -87,6 +89,14 @@ pub enum Command {
     /// resumable from a checkpoint; --follow keeps applying what the journal gains. Exit 1 if
     /// any command failed.
     Replay(replay::ReplayArgs),
+    /// Copy the sealed segments not shipped before (and the manifests) into a new shipment
+    /// folder on removable media, with a checksum list and a hash-chain link to the previous
+    /// shipment; remember what was sent. --include-active seals the active segments first.
+    Ship(ship::ShipArgs),
+    /// Verify a shipment (or every shipment in a media directory, in order) and add it to a
+    /// journal on the far side; refuses gaps, repeats and damaged files, naming them, and adds
+    /// nothing of a refused shipment. Exit 3 when a shipment was refused.
+    Receive(receive::ReceiveArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -109,5 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Filter(args) => filter::run(args, &cli.global).await,
         Command::Export(args) => export::run(args, &cli.global).await,
         Command::Replay(args) => replay::run(args, &cli.global).await,
+        Command::Ship(args) => ship::run(args, &cli.global).await,
+        Command::Receive(args) => receive::run(args, &cli.global).await,
     }
 }
