@@ -13,7 +13,7 @@ use shake::ship::format::{self, Shipment};
 
 use crate::journal_util::{command, create, small_opts, write_snapshot};
 use crate::support::{
-    Load, LiveCapture, Output, Server, digest, finish, kill, shake_run, spawn_shake, wait_until,
+    LiveCapture, Load, Output, Server, digest, finish, kill, shake_run, spawn_shake, wait_until,
 };
 
 fn s(p: &Path) -> &str {
@@ -115,7 +115,11 @@ fn shipments_under_load_received_while_replay_follows() {
     }
     sc.cmd(&["HSET", "h", "a", "1", "b", "2"]);
     let t = tempfile::tempdir().unwrap();
-    let (j, media, far) = (t.path().join("j"), t.path().join("usb"), t.path().join("far"));
+    let (j, media, far) = (
+        t.path().join("j"),
+        t.path().join("usb"),
+        t.path().join("far"),
+    );
     std::fs::create_dir(&media).unwrap();
     let cap = LiveCapture::start(
         &source.url(),
@@ -128,7 +132,10 @@ fn shipments_under_load_received_while_replay_follows() {
         ShardReader::open(&j, "shard-000", RecoveryMode::Refuse)
             .map(|r| {
                 r.entries().any(|e| {
-                    matches!(e.map(|e| e.record), Ok(shake::journal::Record::SnapshotEnd(_)))
+                    matches!(
+                        e.map(|e| e.record),
+                        Ok(shake::journal::Record::SnapshotEnd(_))
+                    )
                 })
             })
             .unwrap_or(false)
@@ -178,10 +185,7 @@ fn shipments_under_load_received_while_replay_follows() {
     wait_until(30, "the target to equal the source", || {
         digest(&mut tc) == want
     });
-    assert_eq!(
-        tc.text(&["GET", "counter"]),
-        sc.text(&["GET", "counter"])
-    );
+    assert_eq!(tc.text(&["GET", "counter"]), sc.text(&["GET", "counter"]));
     kill(rep.id(), "TERM");
     let out = finish(rep);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
@@ -264,14 +268,19 @@ fn gaps_repeats_corruption_and_partial_shipments_are_refused_by_name() {
     assert_eq!(entries(&far).last().unwrap().position, last_1);
     let mut f = shake::journal::Follower::new(&far.join("shard-000"), Position::ZERO);
     let seen = f.poll().unwrap();
-    assert_eq!(seen.last().unwrap().position, last_1, "a follower sees nothing past the gap");
+    assert_eq!(
+        seen.last().unwrap().position,
+        last_1,
+        "a follower sees nothing past the gap"
+    );
 
     // a repeat, on its own
     let out = receive(&s1, &far);
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     assert!(
-        out.stderr
-            .contains(&format!("shipment 1 of journal {id} was already received on")),
+        out.stderr.contains(&format!(
+            "shipment 1 of journal {id} was already received on"
+        )),
         "{}",
         out.stderr
     );
@@ -339,7 +348,11 @@ fn gaps_repeats_corruption_and_partial_shipments_are_refused_by_name() {
     copy_dir(&partial, &media.join(format::partial_name(&id, 4)));
     let out = receive(&media, &far);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("skipped") && out.stdout.contains("shipment 1 was received before"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("skipped") && out.stdout.contains("shipment 1 was received before"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("ignored"), "{}", out.stdout);
     let r2 = out.stdout.find("received shipment 2").expect("2 received");
     let r3 = out.stdout.find("received shipment 3").expect("3 received");
@@ -361,7 +374,11 @@ fn gaps_repeats_corruption_and_partial_shipments_are_refused_by_name() {
 #[test]
 fn nothing_new_creates_nothing_and_include_active_seals_without_a_capture() {
     let t = tempfile::tempdir().unwrap();
-    let (j, media, far) = (t.path().join("j"), t.path().join("usb"), t.path().join("far"));
+    let (j, media, far) = (
+        t.path().join("j"),
+        t.path().join("usb"),
+        t.path().join("far"),
+    );
     std::fs::create_dir(&media).unwrap();
     create(&j);
     // an old journal: no identity
@@ -377,13 +394,22 @@ fn nothing_new_creates_nothing_and_include_active_seals_without_a_capture() {
     }
     w.sync().unwrap();
     drop(w); // a capture that stopped without sealing: the last segment stays active
-    let active = segment::list(&j.join("shard-000")).unwrap().last().unwrap().1.clone();
+    let active = segment::list(&j.join("shard-000"))
+        .unwrap()
+        .last()
+        .unwrap()
+        .1
+        .clone();
 
     let (s1, v1) = ship_one(&j, &media, &[]);
     assert_eq!(v1["assigned_id"], true, "{v1}");
     let id = v1["journal_id"].as_str().unwrap().to_string();
     assert!(String::from_utf8(file_bytes(&jp)).unwrap().contains(&id));
-    assert!(!s1.join("shard-000").join(active.file_name().unwrap()).exists());
+    assert!(
+        !s1.join("shard-000")
+            .join(active.file_name().unwrap())
+            .exists()
+    );
 
     let listing = || {
         let mut v: Vec<_> = std::fs::read_dir(&media)
@@ -407,7 +433,11 @@ fn nothing_new_creates_nothing_and_include_active_seals_without_a_capture() {
     assert_eq!(v2["sealed"][0]["by"], "ship", "{v2}");
     assert_eq!(v2["sealed"][0]["sealed"], 1, "{v2}");
     assert_eq!(v2["shipment"]["segments"], 1, "{v2}");
-    assert!(s2.join("shard-000").join(active.file_name().unwrap()).exists());
+    assert!(
+        s2.join("shard-000")
+            .join(active.file_name().unwrap())
+            .exists()
+    );
     let out = ship(&j, &media, &["--include-active"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("\"shipment\": null"), "{}", out.stdout);
@@ -421,7 +451,11 @@ fn nothing_new_creates_nothing_and_include_active_seals_without_a_capture() {
     // a media directory that is not there is an error, not a new directory
     let out = ship(&j, &t.path().join("not-mounted"), &[]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("is the media mounted"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is the media mounted"),
+        "{}",
+        out.stderr
+    );
     assert!(!t.path().join("not-mounted").exists());
 }
 
@@ -437,7 +471,10 @@ fn fixture_dir() -> PathBuf {
 fn write_shipment_fixture(media: &Path) {
     let t = tempfile::tempdir().unwrap();
     let j = t.path().join("j");
-    copy_dir(&crate::support::root().join("fixtures/journal/v1-two-shards"), &j);
+    copy_dir(
+        &crate::support::root().join("fixtures/journal/v1-two-shards"),
+        &j,
+    );
     let jp = j.join("journal.json");
     let mut jm: serde_json::Value = serde_json::from_slice(&file_bytes(&jp)).unwrap();
     jm["journal_id"] = FIXTURE_ID.into();
@@ -467,10 +504,17 @@ fn golden_shipment_reads() {
     assert_eq!(sh.created_unix_ms, FIXTURE_T);
     assert_eq!(sh.previous, None);
     assert_eq!(
-        sh.shards.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+        sh.shards
+            .iter()
+            .map(|x| x.name.as_str())
+            .collect::<Vec<_>>(),
         ["shard-000", "shard-001"]
     );
-    assert_eq!(sh.shards[0].segments.len(), 2, "the open segment is not shipped");
+    assert_eq!(
+        sh.shards[0].segments.len(),
+        2,
+        "the open segment is not shipped"
+    );
     assert_eq!(sh.shards[1].segments.len(), 1);
     assert!(sh.shards.iter().all(|x| x.follows.is_none()));
     let sums = format::parse_sums(&file_bytes(&folder.join("SHA256SUMS"))).unwrap();

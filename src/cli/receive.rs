@@ -71,7 +71,11 @@ fn print_outcome(o: &ReceiveOutcome, format: ReportFormat) -> anyhow::Result<()>
     if let Some((path, e)) = &o.failure {
         eprintln!(
             "error: {} {}: {e}",
-            if e.is_refusal() { "refused" } else { "failed at" },
+            if e.is_refusal() {
+                "refused"
+            } else {
+                "failed at"
+            },
             path.display()
         );
     }

@@ -102,7 +102,11 @@ pub fn render(o: &ShipOutcome) -> String {
                 sh.shards.len()
             );
             for x in sh.shards.iter().filter(|x| x.segments > 0) {
-                let _ = writeln!(s, "  {}: {} segments, {} bytes", x.name, x.segments, x.bytes);
+                let _ = writeln!(
+                    s,
+                    "  {}: {} segments, {} bytes",
+                    x.name, x.segments, x.bytes
+                );
             }
             let _ = writeln!(s, "written to {}", sh.path.display());
         }

@@ -95,9 +95,14 @@ pub fn check(shipment: &Shipment, sha256: &str, have: &Holdings<'_>) -> Result<V
                 sequence: seq,
                 what: format!(
                     "it follows {} but the last shipment received is {}: not the same history",
-                    p.as_ref()
-                        .map_or("nothing".into(), |p| format!("shipment {} ({})", p.sequence, p.sha256)),
-                    l.map_or("none".into(), |l| format!("shipment {} ({})", l.sequence, l.sha256)),
+                    p.as_ref().map_or("nothing".into(), |p| format!(
+                        "shipment {} ({})",
+                        p.sequence, p.sha256
+                    )),
+                    l.map_or("none".into(), |l| format!(
+                        "shipment {} ({})",
+                        l.sequence, l.sha256
+                    )),
                 ),
             });
         }
@@ -141,7 +146,10 @@ pub fn check(shipment: &Shipment, sha256: &str, have: &Holdings<'_>) -> Result<V
         };
         let after = &held[start..];
         let prefix = after.len() <= sh.segments.len()
-            && after.iter().zip(&sh.segments).all(|(h, s)| *h == s.as_ref());
+            && after
+                .iter()
+                .zip(&sh.segments)
+                .all(|(h, s)| *h == s.as_ref());
         if !prefix {
             return Err(Error::Chain {
                 journal,
@@ -239,7 +247,10 @@ mod tests {
         );
         let r = [rec(1, "s1")];
         let s2 = shipment(2, Some("s1"), Some(1), &[2]);
-        assert_eq!(check(&s2, "s2", &holdings(&r, &[0, 1])).unwrap(), none_present());
+        assert_eq!(
+            check(&s2, "s2", &holdings(&r, &[0, 1])).unwrap(),
+            none_present()
+        );
     }
 
     #[test]

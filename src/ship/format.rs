@@ -242,7 +242,8 @@ pub fn valid_shard_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 128
         && !n.starts_with('.')
-        && n.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
+        && n.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
 }
 
 /// `<journal id>-shipment-<sequence, 6 digits or more>`.
@@ -546,7 +547,8 @@ mod tests {
 
     #[test]
     fn shipment_rules_are_enforced() {
-        let bad: Vec<(&str, Box<dyn Fn(&mut Shipment)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Shipment)>;
+        let bad: Vec<(&str, Mutation)> = vec![
             ("format", Box::new(|s| s.format = "x".into())),
             ("version", Box::new(|s| s.format_version = 2)),
             ("id", Box::new(|s| s.journal_id = "../x".into())),
@@ -556,7 +558,10 @@ mod tests {
                 "previous number",
                 Box::new(|s| s.previous.as_mut().unwrap().sequence = 5),
             ),
-            ("shard name", Box::new(|s| s.shards[0].name = "../etc".into())),
+            (
+                "shard name",
+                Box::new(|s| s.shards[0].name = "../etc".into()),
+            ),
             (
                 "dup shard",
                 Box::new(|s| {
@@ -572,10 +577,7 @@ mod tests {
                 "name not first",
                 Box::new(|s| s.shards[0].segments[0].first = Position::new(1, 11, 0)),
             ),
-            (
-                "order",
-                Box::new(|s| s.shards[0].segments[1].number = 7),
-            ),
+            ("order", Box::new(|s| s.shards[0].segments[1].number = 7)),
             (
                 "sha",
                 Box::new(|s| s.shards[0].segments[0].sha256 = "XYZ".into()),
@@ -604,7 +606,16 @@ mod tests {
             parse_sums(format!("{} *x\n", sha('1')).as_bytes()).unwrap()[0].0,
             "x"
         );
-        for p in ["../x", "/etc/passwd", "a/../../b", "a/b/c", "a//b", "./a", ".", "\\x"] {
+        for p in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "a/b/c",
+            "a//b",
+            "./a",
+            ".",
+            "\\x",
+        ] {
             let l = format!("{}  {p}\n", sha('1'));
             assert!(parse_sums(l.as_bytes()).is_err(), "{p} accepted");
         }
@@ -635,7 +646,10 @@ mod tests {
         let st = ShippedState {
             format_version: 1,
             journal_id: String::new(),
-            shipments: vec![r(1, vec![("a", "a1"), ("b", "b1")]), r(2, vec![("a", "a2")])],
+            shipments: vec![
+                r(1, vec![("a", "a1"), ("b", "b1")]),
+                r(2, vec![("a", "a2")]),
+            ],
         };
         assert_eq!(st.last_of("a").unwrap().file, "a2");
         assert_eq!(st.last_of("b").unwrap().file, "b1");

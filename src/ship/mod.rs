@@ -35,7 +35,7 @@ pub mod seal;
 pub mod send;
 
 pub use error::{Error, Result};
-pub use format::{Shipment, ShippedState, ReceivedState};
+pub use format::{ReceivedState, Shipment, ShippedState};
 pub use receive::{ReceiveOptions, ReceiveOutcome, receive};
 pub use send::{ShipOptions, ShipOutcome, ship};
 

@@ -168,7 +168,10 @@ pub fn receive(source: &Path, journal: &Path, opts: &ReceiveOptions) -> Result<R
             if !p.join(SHIPMENT_FILE).exists() {
                 out.ignored.push(Skipped {
                     path: p.clone(),
-                    why: format!("{} has no {SHIPMENT_FILE}: not a complete shipment", p.display()),
+                    why: format!(
+                        "{} has no {SHIPMENT_FILE}: not a complete shipment",
+                        p.display()
+                    ),
                 });
                 continue;
             }
@@ -183,10 +186,8 @@ pub fn receive(source: &Path, journal: &Path, opts: &ReceiveOptions) -> Result<R
     }
     let existing = read_journal_id(journal)?;
     if !single {
-        let ids: std::collections::BTreeSet<&str> = candidates
-            .iter()
-            .map(|c| c.1.journal_id.as_str())
-            .collect();
+        let ids: std::collections::BTreeSet<&str> =
+            candidates.iter().map(|c| c.1.journal_id.as_str()).collect();
         let want = match (&existing, ids.len()) {
             (Some(id), _) => id.clone(),
             (None, 1) => ids.first().expect("one").to_string(),
@@ -349,12 +350,11 @@ fn receive_one(
 
     // 3. the checksum list
     let sums_path = dir.join(SUMS_FILE);
-    let sums = format::parse_sums(&format::read_bounded(&sums_path)?).map_err(|what| {
-        Error::Format {
+    let sums =
+        format::parse_sums(&format::read_bounded(&sums_path)?).map_err(|what| Error::Format {
             file: sums_path.clone(),
             what,
-        }
-    })?;
+        })?;
     let sums: BTreeMap<String, String> = sums.into_iter().collect();
     let mut needed: Vec<(String, Option<String>)> = vec![
         (SHIPMENT_FILE.into(), Some(sha.to_string())),
@@ -363,7 +363,10 @@ fn receive_one(
     for sh in &s.shards {
         needed.push((format!("{}/{SHARD_MANIFEST}", sh.name), None));
         for seg in &sh.segments {
-            needed.push((format!("{}/{}", sh.name, seg.file), Some(seg.sha256.clone())));
+            needed.push((
+                format!("{}/{}", sh.name, seg.file),
+                Some(seg.sha256.clone()),
+            ));
         }
     }
     for (rel, want) in &needed {
@@ -381,26 +384,25 @@ fn receive_one(
         }
     }
     // Every file listed, hashed in parallel (segments dominate).
-    sums.par_iter()
-        .try_for_each(|(rel, want)| -> Result<()> {
-            let path = dir.join(rel);
-            let (got, _) = match format::hash_file(&path) {
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::Missing {
-                        file: path,
-                        why: format!("listed in {SUMS_FILE}"),
-                    });
-                }
-                r => r?,
-            };
-            if &got != want {
-                return Err(Error::Checksum {
+    sums.par_iter().try_for_each(|(rel, want)| -> Result<()> {
+        let path = dir.join(rel);
+        let (got, _) = match format::hash_file(&path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Missing {
                     file: path,
-                    what: format!("SHA-256 is {got}, {SUMS_FILE} says {want}"),
+                    why: format!("listed in {SUMS_FILE}"),
                 });
             }
-            Ok(())
-        })?;
+            r => r?,
+        };
+        if &got != want {
+            return Err(Error::Checksum {
+                file: path,
+                what: format!("SHA-256 is {got}, {SUMS_FILE} says {want}"),
+            });
+        }
+        Ok(())
+    })?;
 
     // The shipped manifests.
     let jpath = dir.join(JOURNAL_MANIFEST);
@@ -427,16 +429,18 @@ fn receive_one(
     let mut shipped_manifests = BTreeMap::new();
     for sh in &s.shards {
         let p = dir.join(&sh.name).join(SHARD_MANIFEST);
-        let m: ShardManifest = serde_json::from_slice(&format::read_bounded(&p)?).map_err(|e| {
-            Error::Format {
+        let m: ShardManifest =
+            serde_json::from_slice(&format::read_bounded(&p)?).map_err(|e| Error::Format {
                 file: p.clone(),
                 what: e.to_string(),
-            }
-        })?;
+            })?;
         if m.shard != sh.name || m.format_version > crate::journal::FORMAT_VERSION {
             return Err(Error::Format {
                 file: p,
-                what: format!("is not shard {}'s manifest in a format this shake reads", sh.name),
+                what: format!(
+                    "is not shard {}'s manifest in a format this shake reads",
+                    sh.name
+                ),
             });
         }
         shipped_manifests.insert(sh.name.clone(), m);
@@ -446,7 +450,10 @@ fn receive_one(
     let mut ready: Vec<Ready> = Vec::new();
     for sh in &s.shards {
         let skip = present.get(&sh.name).copied().unwrap_or(0);
-        let held = shard_manifests.get(&sh.name).map(|m| &m.sealed[..]).unwrap_or(&[]);
+        let held = shard_manifests
+            .get(&sh.name)
+            .map(|m| &m.sealed[..])
+            .unwrap_or(&[]);
         // The first new segment continues the shard's last one: `follows`, or the last of the
         // `skip` segments an interrupted receive already added.
         let mut prev: Option<(u64, crate::journal::Position)> =
@@ -490,7 +497,9 @@ fn receive_one(
                         "byte {offset}: ends inside a frame ({have} bytes of it)"
                     )));
                 }
-                Tail::Corrupt { offset, what } => return Err(bad(format!("byte {offset}: {what}"))),
+                Tail::Corrupt { offset, what } => {
+                    return Err(bad(format!("byte {offset}: {what}")));
+                }
             }
             let Some((seal_at, footer)) = scan.seal else {
                 return Err(bad("not sealed (no seal frame)".into()));
@@ -508,7 +517,11 @@ fn receive_one(
                     seg.last
                 )));
             }
-            let records: u64 = scan.frames.iter().map(|f| u64::from(f.header.records)).sum();
+            let records: u64 = scan
+                .frames
+                .iter()
+                .map(|f| u64::from(f.header.records))
+                .sum();
             if footer.frames != scan.frames.len() as u64
                 || footer.records != records
                 || entry.frames != footer.frames
@@ -570,7 +583,9 @@ fn receive_one(
     }
     for sh in &s.shards {
         let sdir = journal.join(&sh.name);
-        let m = shard_manifests.get_mut(&sh.name).expect("checked by the chain");
+        let m = shard_manifests
+            .get_mut(&sh.name)
+            .expect("checked by the chain");
         let epochs = &shipped_manifests[&sh.name].epochs;
         if m.epochs != *epochs {
             // Epochs first: the manifest never lacks an epoch that has data.
@@ -638,8 +653,8 @@ fn create_journal(
         for e in std::fs::read_dir(dir).map_err(io(dir))? {
             let e = e.map_err(io(dir))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            let leftover = shards.contains_key(&name)
-                && segment::list(&e.path()).is_ok_and(|l| l.is_empty());
+            let leftover =
+                shards.contains_key(&name) && segment::list(&e.path()).is_ok_and(|l| l.is_empty());
             if !leftover {
                 return Err(Error::State {
                     file: dir.to_path_buf(),

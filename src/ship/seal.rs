@@ -125,10 +125,7 @@ pub fn seal_active(dir: &Path, shards: &[String], timeout: Duration) -> Result<V
 }
 
 fn sealed_count(sdir: &Path) -> Result<usize> {
-    Ok(manifest::read_shard(sdir)
-        .map_err(jerr(sdir))?
-        .sealed
-        .len())
+    Ok(manifest::read_shard(sdir).map_err(jerr(sdir))?.sealed.len())
 }
 
 fn remove_request(req: &Path) -> Result<()> {

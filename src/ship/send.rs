@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::error::{Error, Result, io, jerr};
 use super::format::{
     self, PreviousShipment, SHIPMENT_FILE, SHIPPED_FILE, SUMS_FILE, SegmentRef, ShardShipment,
-    ShippedRecord, ShippedSegment, ShippedShard, ShippedState, Shipment,
+    Shipment, ShippedRecord, ShippedSegment, ShippedShard, ShippedState,
 };
 use super::seal::{SealOutcome, seal_active};
 use crate::journal::manifest::{self, JOURNAL_MANIFEST, SHARD_MANIFEST, ShardManifest};
@@ -120,8 +120,8 @@ pub fn ship(journal: &Path, media: &Path, opts: &ShipOptions) -> Result<ShipOutc
     } else {
         Vec::new()
     };
-    let journal_bytes =
-        std::fs::read(journal.join(JOURNAL_MANIFEST)).map_err(io(journal.join(JOURNAL_MANIFEST)))?;
+    let journal_bytes = std::fs::read(journal.join(JOURNAL_MANIFEST))
+        .map_err(io(journal.join(JOURNAL_MANIFEST)))?;
 
     // What is new, per shard, from one read of each shard.json.
     let mut plan = Vec::new();
@@ -220,7 +220,11 @@ pub fn ship(journal: &Path, media: &Path, opts: &ShipOptions) -> Result<ShipOutc
     for (name, manifest_bytes, _, segs) in &plan {
         let sdir = tmp.join(name);
         std::fs::create_dir(&sdir).map_err(io(&sdir))?;
-        put(format!("{name}/{SHARD_MANIFEST}"), manifest_bytes, &mut sums)?;
+        put(
+            format!("{name}/{SHARD_MANIFEST}"),
+            manifest_bytes,
+            &mut sums,
+        )?;
         for s in segs {
             let from = journal.join(name).join(&s.file);
             let (sha, len) = format::copy_synced(&from, &sdir.join(&s.file))?;
@@ -264,7 +268,10 @@ pub fn ship(journal: &Path, media: &Path, opts: &ShipOptions) -> Result<ShipOutc
             .filter(|p| !p.3.is_empty())
             .map(|(name, _, _, segs)| ShippedShard {
                 name: name.clone(),
-                segments: segs.iter().map(ShippedSegment::as_ref).collect::<Vec<SegmentRef>>(),
+                segments: segs
+                    .iter()
+                    .map(ShippedSegment::as_ref)
+                    .collect::<Vec<SegmentRef>>(),
             })
             .collect(),
     });
