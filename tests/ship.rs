@@ -493,7 +493,7 @@ fn write_shipment_fixture(media: &Path) {
 fn golden_shipment_reads() {
     let dir = fixture_dir();
     if std::env::var_os("SHAKE_BLESS").is_some() {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir.join(format::folder_name(FIXTURE_ID, 1)));
         write_shipment_fixture(&dir);
     }
     let folder = dir.join(format::folder_name(FIXTURE_ID, 1));
