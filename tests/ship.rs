@@ -448,6 +448,15 @@ fn nothing_new_creates_nothing_and_include_active_seals_without_a_capture() {
     assert_eq!(entries(&far), entries(&j));
     assert_eq!(entries(&far), sealed_entries(&j));
 
+    // receiving into a capture's own journal would mix histories: refused
+    let out = receive(&s2, &j);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("not made by shake receive"),
+        "{}",
+        out.stderr
+    );
+
     // a media directory that is not there is an error, not a new directory
     let out = ship(&j, &t.path().join("not-mounted"), &[]);
     assert_eq!(out.code, 1);

@@ -305,8 +305,18 @@ fn receive_one(
 ) -> Result<ReceivedSummary> {
     // 2. the chain, against what the journal holds now
     let journal_id = read_journal_id(journal)?;
+    let rpath = journal.join(RECEIVED_FILE);
     let received: ReceivedState = if journal_id.is_some() {
-        format::read_state(&journal.join(RECEIVED_FILE))?
+        if !rpath.exists() {
+            // A capture's own journal (or a copy of one): adding to it would mix histories.
+            return Err(Error::State {
+                file: rpath,
+                what: "missing: this journal was not made by shake receive; receive into a new \
+                       directory"
+                    .into(),
+            });
+        }
+        format::read_state(&rpath)?
     } else {
         ReceivedState::default()
     };
@@ -642,7 +652,7 @@ fn receive_one(
 }
 
 /// Creates the receiving journal from the first shipment: shard directories and their
-/// manifests (epochs, no segment yet) first, `journal.json` last. `dir` must be absent, empty,
+/// manifests (epochs, no segment yet) first, an empty `received.json`, `journal.json` last. `dir` must be absent, empty,
 /// or hold only what an interrupted creation left (those shard directories, no segment).
 fn create_journal(
     dir: &Path,
@@ -653,8 +663,9 @@ fn create_journal(
         for e in std::fs::read_dir(dir).map_err(io(dir))? {
             let e = e.map_err(io(dir))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            let leftover =
-                shards.contains_key(&name) && segment::list(&e.path()).is_ok_and(|l| l.is_empty());
+            let leftover = name == RECEIVED_FILE
+                || shards.contains_key(&name)
+                    && segment::list(&e.path()).is_ok_and(|l| l.is_empty());
             if !leftover {
                 return Err(Error::State {
                     file: dir.to_path_buf(),
@@ -678,6 +689,14 @@ fn create_journal(
         };
         manifest::write_json_atomic(&sdir.join(SHARD_MANIFEST), &fresh).map_err(jerr(dir))?;
     }
+    // An empty record before journal.json: every journal made by receive has one, which is
+    // how receive tells it from a capture's journal.
+    let state = ReceivedState {
+        format_version: format::FORMAT_VERSION,
+        journal_id: jm.journal_id.clone().unwrap_or_default(),
+        shipments: Vec::new(),
+    };
+    manifest::write_json_atomic(&dir.join(RECEIVED_FILE), &state).map_err(jerr(dir))?;
     format::sync_dir(dir)?;
     manifest::write_json_atomic(&dir.join(JOURNAL_MANIFEST), jm).map_err(jerr(dir))
 }
