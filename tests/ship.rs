@@ -589,3 +589,51 @@ proptest! {
         }
     }
 }
+
+/// A receive cut off after some segments of a shipment were added (renamed into place and
+/// listed in `shard.json`) but before `received.json` recorded it: the journal still verifies,
+/// and running receive again completes the shipment, recognising what is already there.
+#[test]
+fn an_interrupted_receive_is_completed_by_running_it_again() {
+    let t = tempfile::tempdir().unwrap();
+    let (j, media, _) = three_shipments(t.path());
+    let far = t.path().join("far");
+    assert_eq!(receive(&media, &far).code, 0);
+    append_and_seal(&j, 401, 1400);
+    let (s2, _) = ship_one(&j, &media, &[]);
+    let sh = Shipment::parse(&file_bytes(&s2.join("shipment.json"))).unwrap();
+    assert!(sh.shards[0].segments.len() >= 2, "{sh:?}");
+    // what receive does for the first segment, then "power cut"
+    let seg = &sh.shards[0].segments[0];
+    let sd = far.join("shard-000");
+    std::fs::copy(s2.join("shard-000").join(&seg.file), sd.join(&seg.file)).unwrap();
+    let shipped: shake::journal::manifest::ShardManifest =
+        serde_json::from_slice(&file_bytes(&s2.join("shard-000/shard.json"))).unwrap();
+    let mut m = shake::journal::manifest::read_shard(&sd).unwrap();
+    m.sealed.push(
+        shipped
+            .sealed
+            .iter()
+            .find(|x| x.file == seg.file)
+            .unwrap()
+            .clone(),
+    );
+    shake::journal::manifest::write_json_atomic(&sd.join("shard.json"), &m).unwrap();
+    verify_ok(&far);
+
+    let out = receive(&s2, &far);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("1 segments were already added by an interrupted receive"),
+        "{}",
+        out.stdout
+    );
+    verify_ok(&far);
+    let far_entries = entries(&far);
+    assert_eq!(far_entries[..], entries(&j)[..far_entries.len()]);
+    assert_eq!(
+        far_entries.last().unwrap().position,
+        sh.shards[0].segments.last().unwrap().last
+    );
+}
