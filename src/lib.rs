@@ -21,6 +21,7 @@
 //! | [`capture`]   | the replica side of the replication protocol (handshake, PSYNC, RDB transfer, stream with offsets, durable ACKs) and stream units (SELECT, MULTI/EXEC) | tokio, `net`, `resp` |
 //! | [`scan`]      | offline rayon scanners over journal frames: statistics, commands, big keys (`shake inspect DIR`) | `journal`, `rdb`, rayon |
 //! | [`replay`]    | applying a journal to a standalone or cluster target: snapshot keys by RESTORE or rewrite, the stream in order, pipelined with every reply checked, MOVED/ASK, checkpoint and resume, follow mode | tokio, `net`, `journal`, `rdb` |
+//! | [`ship`]      | air-gap shipments: `ship` copies new sealed segments with a checksum list into a folder on removable media, `receive` verifies the hash chain and grows a journal on the far side (format in `docs/shipping.md`) | `journal`, std |
 //! | [`units`]     | parsing of sizes (`64MiB`) and durations (`30s`) shared by every flag | nothing |
 //!
 //! The planned pipeline (capture → journal → inspect/filter → replay) and where each future
@@ -41,4 +42,5 @@ pub mod rdb;
 pub mod replay;
 pub mod resp;
 pub mod scan;
+pub mod ship;
 pub mod units;

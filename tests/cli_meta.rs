@@ -4,8 +4,8 @@
 use crate::support::shake_run;
 
 /// Subcommands every generated document must mention.
-const SUBCOMMANDS: [&str; 7] = [
-    "probe", "capture", "verify", "inspect", "filter", "export", "replay",
+const SUBCOMMANDS: [&str; 10] = [
+    "probe", "capture", "verify", "inspect", "filter", "export", "replay", "ship", "receive", "demo",
 ];
 
 #[test]

@@ -15,6 +15,7 @@ mod inspect_rdb;
 mod probe;
 mod replay;
 mod replica;
+mod ship;
 
 mod journal_corruption;
 mod journal_crash;

@@ -60,6 +60,7 @@ fn write_fixture(dir: &Path) {
         ],
     );
     m.shake_version = "0.1.0".into();
+    m.journal_id = None; // the v1 fixture predates journal identities (added for `shake ship`)
     journal::create(dir, &m).unwrap();
 
     // shard-000: two epochs, every record type, several sealed segments, an open last one.

@@ -240,6 +240,10 @@ fn run(
         }
         if idle || last_flush.elapsed() >= Duration::from_millis(100) {
             writer.flush().map_err(|e| e.to_string())?;
+            // `shake ship --include-active` asks through a file in the shard directory.
+            if writer.serve_seal_request().map_err(|e| e.to_string())? {
+                tracing::info!("active segment sealed on request (shake ship)");
+            }
             last_flush = Instant::now();
             if let Some(p) = writer.durable_position() {
                 st.advance_to(p);

@@ -13,7 +13,9 @@ pub mod filter;
 pub mod inspect;
 pub mod man;
 pub mod probe;
+pub mod receive;
 pub mod replay;
+pub mod ship;
 pub mod verify;
 
 pub use endpoint::{SourceArgs, TargetArgs};
@@ -99,6 +101,14 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page, or write one page per subcommand into a directory (`--out`).
     Man(man::ManArgs),
+    /// Copy the sealed segments not shipped before (and the manifests) into a new shipment
+    /// folder on removable media, with a checksum list and a hash-chain link to the previous
+    /// shipment; remember what was sent. --include-active seals the active segments first.
+    Ship(ship::ShipArgs),
+    /// Verify a shipment (or every shipment in a media directory, in order) and add it to a
+    /// journal on the far side; refuses gaps, repeats and damaged files, naming them, and adds
+    /// nothing of a refused shipment. Exit 3 when a shipment was refused.
+    Receive(receive::ReceiveArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -124,5 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(args) => demo::run(args, &cli.global).await,
         Command::Completions(args) => completions::run(args, &cli.global).await,
         Command::Man(args) => man::run(args, &cli.global).await,
+        Command::Ship(args) => ship::run(args, &cli.global).await,
+        Command::Receive(args) => receive::run(args, &cli.global).await,
     }
 }

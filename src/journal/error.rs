@@ -71,6 +71,16 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// The shard is open for writing elsewhere: another process (a running capture) holds the
+    /// exclusive lock on its `writer.lock`. Callers branch on it: `shake ship --include-active`
+    /// then asks the running capture to seal instead of sealing itself.
+    #[error("{} is already open for writing (another capture holds {})", dir.display(), lock.display())]
+    Locked {
+        /// The shard directory.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+    },
     /// The caller asked for something the journal cannot do (unknown shard, credentials in a
     /// source description, a shard already open for writing...).
     #[error("{0}")]

@@ -34,6 +34,12 @@ pub struct JournalManifest {
     pub shake_version: String,
     /// Creation time, ms since the Unix epoch.
     pub created_unix_ms: u64,
+    /// A random, unique identity (32 lower-case hex digits) given at creation, so shipments of
+    /// this journal can be told from any other's (`shake ship`/`receive`). Journals written
+    /// before it existed have none; `shake ship` assigns one on first use and records it here.
+    /// Absent from the JSON when `None`, so older readers and the v1 fixtures are unaffected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_id: Option<String>,
     /// Where the data comes from, without credentials.
     pub source: Source,
     /// The shards, each a sub-directory named by [`ShardInfo::name`].
@@ -41,17 +47,53 @@ pub struct JournalManifest {
 }
 
 impl JournalManifest {
-    /// A manifest for a new journal written by this build.
+    /// A manifest for a new journal written by this build, with a fresh
+    /// [`JournalManifest::journal_id`].
     pub fn new(created_unix_ms: u64, source: Source, shards: Vec<ShardInfo>) -> Self {
         JournalManifest {
             format: FORMAT_NAME.into(),
             format_version: FORMAT_VERSION,
             shake_version: env!("CARGO_PKG_VERSION").into(),
             created_unix_ms,
+            journal_id: Some(new_journal_id()),
             source,
             shards,
         }
     }
+}
+
+/// A fresh journal identity: 128 random bits from the kernel (`/dev/urandom`) as 32 lower-case
+/// hex digits. Should the kernel source be unreadable, a SHA-256 of the time, process id and a
+/// counter stands in (unique in practice, which is all an identity needs).
+pub fn new_journal_id() -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !random {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(now.as_nanos().to_le_bytes());
+        h.update(std::process::id().to_le_bytes());
+        h.update(
+            COUNTER
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_le_bytes(),
+        );
+        b.copy_from_slice(&h.finalize()[..16]);
+    }
+    super::writer::hex(&b)
+}
+
+/// Whether `id` has the form of a journal identity: 8 to 64 lower-case hex digits (it names
+/// shipment folders, so nothing else is accepted).
+pub fn valid_journal_id(id: &str) -> bool {
+    (8..=64).contains(&id.len()) && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The source a journal was captured from. Never holds credentials: [`create`] refuses a
@@ -298,5 +340,23 @@ mod tests {
         create(&dir, &m).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn journal_ids_are_fresh_and_well_formed() {
+        let (a, b) = (new_journal_id(), new_journal_id());
+        assert_ne!(a, b);
+        assert!(valid_journal_id(&a) && a.len() == 32, "{a}");
+        assert!(!valid_journal_id("ABCDEF0123"));
+        assert!(!valid_journal_id("../../etc"));
+    }
+
+    #[test]
+    fn manifests_without_an_id_still_read_and_write_without_one() {
+        let old = br#"{"format":"shake-journal","format_version":1,"shake_version":"0.1.0",
+            "created_unix_ms":1,"source":{"kind":"standalone","description":"h:1"},"shards":[]}"#;
+        let m: JournalManifest = serde_json::from_slice(old).unwrap();
+        assert_eq!(m.journal_id, None);
+        assert!(!serde_json::to_string(&m).unwrap().contains("journal_id"));
     }
 }

@@ -149,6 +149,12 @@ pub struct ShardWriter {
 /// Name of the lock file in a shard directory.
 pub const LOCK_FILE: &str = "writer.lock";
 
+/// Name of the file another process creates in a shard directory to ask the shard's writer
+/// (a running capture) to seal its active segment; the writer removes it once the seal is
+/// published in `shard.json` (see [`ShardWriter::serve_seal_request`]). Its content is free
+/// text for operators (who asked, when).
+pub const SEAL_REQUEST: &str = "seal.request";
+
 /// Takes the shard's writer lock.
 pub(crate) fn lock_shard(dir: &Path) -> Result<File> {
     use std::os::fd::AsRawFd;
@@ -164,11 +170,10 @@ pub(crate) fn lock_shard(dir: &Path) -> Result<File> {
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         if err.kind() == std::io::ErrorKind::WouldBlock {
-            return Err(Error::Invalid(format!(
-                "{} is already open for writing (another capture holds {})",
-                dir.display(),
-                path.display()
-            )));
+            return Err(Error::Locked {
+                dir: dir.to_path_buf(),
+                lock: path,
+            });
         }
         return Err(io(&path)(err));
     }
@@ -568,6 +573,26 @@ impl ShardWriter {
         }
         self.drain()?;
         self.seal_active()
+    }
+
+    /// Answers a [`SEAL_REQUEST`] left in the shard directory by another process (`shake ship
+    /// --include-active` while this writer runs): seals the active segment (a no-op when it
+    /// holds nothing), then removes the request, which tells the requester that `shard.json`
+    /// is up to date. Returns whether there was a request. Cheap (one `stat`) when there is
+    /// none; the capture calls it on its periodic tick.
+    pub fn serve_seal_request(&mut self) -> Result<bool> {
+        let req = self.dir.join(SEAL_REQUEST);
+        if !req.exists() {
+            return Ok(false);
+        }
+        self.seal()?;
+        match std::fs::remove_file(&req) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&req)(e)),
+        }
+        manifest::sync_dir(&self.dir)?;
+        Ok(true)
     }
 
     /// Writes buffered records, seals the active segment and syncs everything. Returns the
