@@ -9,6 +9,7 @@ mod commands;
 mod demo;
 mod export;
 mod filter;
+mod guide;
 mod harness;
 mod inspect_journal;
 mod inspect_rdb;
