@@ -21,6 +21,7 @@
 //! | [`capture`]   | the replica side of the replication protocol (handshake, PSYNC, RDB transfer, stream with offsets, durable ACKs) and stream units (SELECT, MULTI/EXEC) | tokio, `net`, `resp` |
 //! | [`scan`]      | offline rayon scanners over journal frames: statistics, commands, big keys (`shake inspect DIR`) | `journal`, `rdb`, rayon |
 //! | [`replay`]    | applying a journal to a standalone or cluster target: snapshot keys by RESTORE or rewrite, the stream in order, pipelined with every reply checked, MOVED/ASK, checkpoint and resume, follow mode | tokio, `net`, `journal`, `rdb` |
+//! | [`compare`]   | key-level differences between a live source or a journal (replayed into a scratch server) and a destination: missing, extra, type, value, TTL; pipelined, per cluster node, DUMP bytes / decoded values / windows for big keys | tokio, `net`, `rdb`, `replay` |
 //! | [`units`]     | parsing of sizes (`64MiB`) and durations (`30s`) shared by every flag | nothing |
 //!
 //! The planned pipeline (capture → journal → inspect/filter → replay) and where each future
@@ -31,6 +32,7 @@
 pub mod capture;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod exit;
 pub mod journal;
 pub mod logging;

@@ -5,6 +5,7 @@
 //! them. A subcommand appears here only when it works.
 
 pub mod capture;
+pub mod compare;
 mod endpoint;
 pub mod export;
 pub mod filter;
@@ -87,6 +88,10 @@ pub enum Command {
     /// resumable from a checkpoint; --follow keeps applying what the journal gains. Exit 1 if
     /// any command failed.
     Replay(replay::ReplayArgs),
+    /// Compare a source (a live server or cluster, or a journal directory, replayed into a
+    /// scratch redis-server) with a destination, key by key: missing, extra, type, value and TTL
+    /// differences, with per-key detail. Exit 3 if any difference, 0 if none.
+    Compare(compare::CompareArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -109,5 +114,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Filter(args) => filter::run(args, &cli.global).await,
         Command::Export(args) => export::run(args, &cli.global).await,
         Command::Replay(args) => replay::run(args, &cli.global).await,
+        Command::Compare(args) => compare::run(args, &cli.global).await,
     }
 }
