@@ -5,6 +5,7 @@ mod support;
 
 mod capture;
 mod commands;
+mod compare;
 mod export;
 mod filter;
 mod harness;

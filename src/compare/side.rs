@@ -41,6 +41,8 @@ pub struct SideInfo {
     pub flavor: Flavor,
     /// `host:port` of every master (the standalone server itself outside a cluster).
     pub masters: Vec<String>,
+    /// Slot owners at discovery, copied into every handle (and corrected there by MOVED).
+    slots: SlotMap,
 }
 
 impl SideInfo {
@@ -89,7 +91,6 @@ impl SideInfo {
             role,
             endpoint,
             connect,
-            topology,
             version,
             rdb_version,
             flavor: if rdb_version >= 80 {
@@ -98,6 +99,8 @@ impl SideInfo {
                 Flavor::Redis
             },
             masters,
+            slots: SlotMap::new(&topology, &addr),
+            topology,
         })
     }
 
@@ -109,7 +112,7 @@ impl SideInfo {
     /// A new handle with its own connections.
     pub fn handle(&self) -> Side {
         Side {
-            slots: SlotMap::new(&self.topology, &self.endpoint.addr()),
+            slots: self.slots.clone(),
             info: self.clone(),
             conns: HashMap::new(),
         }
