@@ -157,14 +157,12 @@ fn compare_sequence(
         ny += b.is_some() as u64;
         match (a, b) {
             (None, None) => break,
-            (Some(a), Some(b)) => {
-                if first.is_none() && a != b {
-                    first = Some(format!(
-                        "{what} {i}: {} vs {}",
-                        printable(&a),
-                        printable(&b)
-                    ));
-                }
+            (Some(a), Some(b)) if first.is_none() && a != b => {
+                first = Some(format!(
+                    "{what} {i}: {} vs {}",
+                    printable(&a),
+                    printable(&b)
+                ));
             }
             _ => {}
         }
