@@ -73,6 +73,15 @@ pub struct CompareArgs {
 pub async fn run(args: CompareArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let (target, mut target_connect) = args.target.resolve()?;
     target_connect.client_name = "shake-compare".into();
+    let no_db_path = |db: u32, side: &str| {
+        if db != 0 {
+            bail!(
+                "the {side} URL selects db {db}: compare reads the same databases on both sides, chosen with --db N; drop /{db} from the URL"
+            );
+        }
+        Ok(())
+    };
+    no_db_path(target.db, "target")?;
     let as_dir = Path::new(&args.source.source);
     let source = if as_dir.is_dir() {
         let s = &args.source;
@@ -103,6 +112,7 @@ pub async fn run(args: CompareArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             .resolve()
             .context("--source is neither a journal directory nor a valid URL")?;
         connect.client_name = "shake-compare".into();
+        no_db_path(endpoint.db, "source")?;
         Source::Live { endpoint, connect }
     };
     if args.window == 0 {

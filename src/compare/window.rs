@@ -3,7 +3,7 @@
 //!
 //! | type   | source read                  | target read                     |
 //! |--------|------------------------------|---------------------------------|
-//! | string | `GETRANGE` 64 KiB × window/16 | the same range                  |
+//! | string | `GETRANGE` of window × 4 KiB | the same range                  |
 //! | list   | `LRANGE i i+w-1`             | the same range, index by index  |
 //! | hash   | `HSCAN … COUNT w`            | `HMGET` of the fields returned  |
 //! | set    | `SSCAN … COUNT w`            | `SISMEMBER` each member         |
