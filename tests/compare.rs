@@ -423,3 +423,70 @@ fn cluster_journal_through_scratch_server() {
     assert_eq!(code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(doc["keys_compared"], 302, "{}", out.stdout);
 }
+
+/// `--until-offset N` with a journal source: the state right after the command at N.
+#[test]
+fn journal_until_offset_is_that_state() {
+    use shake::journal::{Record, RecoveryMode, ShardReader};
+    let src = Server::start("7.0");
+    src.client().cmd(&["SET", "before", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let cap = crate::support::LiveCapture::start(&src.url(), &j, &[], &src, 1);
+    for _ in 0..10 {
+        src.client().cmd(&["INCR", "n"]);
+    }
+    crate::support::wait_until(30, "capture to acknowledge the writes", || {
+        let info = src.client().text(&["INFO", "replication"]);
+        let master = shake::net::parse_info(&info)
+            .into_iter()
+            .find(|(k, _)| k == "master_repl_offset")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        info.contains(&format!("offset={master},"))
+    });
+    cap.stop();
+    let offsets: Vec<u64> = ShardReader::open(&j, "shard-000", RecoveryMode::Refuse)
+        .unwrap()
+        .entries()
+        .map(|e| e.unwrap())
+        .filter(
+            |e| matches!(&e.record, Record::Command(c) if c.argv[0].eq_ignore_ascii_case(b"INCR")),
+        )
+        .map(|e| e.position.offset)
+        .collect();
+    assert_eq!(offsets.len(), 10);
+    let tgt = Server::start("7.0");
+    tgt.client().cmd(&["MSET", "before", "1", "n", "4"]);
+    let at = offsets[3].to_string();
+    let (code, doc, out) = compare_json(j.to_str().unwrap(), &tgt.url(), &["--until-offset", &at]);
+    assert_eq!(code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(doc["keys_compared"], 2);
+    let (code, doc, out) = compare_json(j.to_str().unwrap(), &tgt.url(), &[]);
+    assert_eq!(code, 3, "{}", out.stderr);
+    assert_eq!(counts(&doc), [0, 0, 0, 1, 0], "{}", out.stdout);
+    assert_eq!(doc["diffs"][0]["key"], "\"n\"");
+    // --until-offset means nothing for a URL source.
+    let out = compare(&src.url(), &tgt.url(), &["--until-offset", &at]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("journal source"), "{}", out.stderr);
+}
+
+/// Passwords in URLs never reach output or errors.
+#[test]
+fn credentials_never_printed() {
+    let a = Server::builder("7.0").password("src-s3cret").start();
+    let b = Server::builder("7.0").password("tgt-s3cret").start();
+    a.client().cmd(&["SET", "k", "v"]);
+    let out = compare(&a.url(), &b.url(), &["--format", "json"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let out2 = compare(&a.url(), &b.url(), &[]);
+    let wrong = b.url().replace("tgt-s3cret", "wrong-s3cret");
+    let out3 = compare(&a.url(), &wrong, &[]);
+    assert_eq!(out3.code, 1);
+    for o in [&out, &out2, &out3] {
+        let all = format!("{}{}", o.stdout, o.stderr);
+        assert!(!all.contains("s3cret"), "{all}");
+    }
+    assert!(out3.stderr.contains("target"), "{}", out3.stderr);
+}

@@ -23,6 +23,10 @@ pub enum ModeArg {
 
 /// Flags of `shake compare`.
 #[derive(Debug, Args)]
+#[command(mut_arg("source", |a| a.value_name("URL|DIR").help(
+    "Source: a URL `redis://[user[:password]@]host[:port]` (`rediss://` for TLS; any node of a \
+     cluster), or a journal directory, whose state is rebuilt on a scratch redis-server"
+)))]
 pub struct CompareArgs {
     /// The source: a URL (see below), or a journal directory — its end state (or the state at
     /// --until-offset) is rebuilt on a scratch redis-server started for the comparison.
