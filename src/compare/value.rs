@@ -51,6 +51,11 @@ pub struct ValueSettings {
 /// Upper bound on the DUMP bytes requested in one pipeline (per side).
 const DUMP_BATCH_BYTES: u64 = 64 << 20;
 
+/// Whether a reply is a `WRONGTYPE` error (the key changed type between two reads).
+pub fn is_wrongtype(f: &Frame) -> bool {
+    f.as_error().is_some_and(|e| e.starts_with(b"WRONGTYPE"))
+}
+
 /// The length command of a type, if it has one.
 fn length_command(ty: &str) -> Option<&'static str> {
     Some(match ty {
@@ -101,6 +106,14 @@ pub async fn compare(
             db,
             what,
         };
+        // A key whose type changed since the quick check: the re-check decides.
+        if [&sr[2 * i], &tr[i]].iter().any(|f| is_wrongtype(f)) {
+            out[i] = Some((
+                Some("type changed during the comparison".into()),
+                How::Length,
+            ));
+            continue;
+        }
         let sl = sr[2 * i]
             .as_int()
             .ok_or_else(|| bad(src, format!("length answered {}", short(&sr[2 * i]))))?;
@@ -149,7 +162,13 @@ pub async fn compare(
     }
     for (i, len) in windowed {
         let (k, ty) = &keys[i];
-        let d = window::compare(src, tgt, db, k, ty, len, s).await?;
+        let d = match window::compare(src, tgt, db, k, ty, len, s).await {
+            // The key changed type mid-walk: the re-check decides.
+            Err(Error::Reply { what, .. }) if what.contains("WRONGTYPE") => {
+                Some("type changed during the comparison".into())
+            }
+            other => other?,
+        };
         out[i] = Some((d, How::Windowed));
     }
     Ok(out
