@@ -22,6 +22,7 @@
 //! | [`scan`]      | offline rayon scanners over journal frames: statistics, commands, big keys (`shake inspect DIR`) | `journal`, `rdb`, rayon |
 //! | [`replay`]    | applying a journal to a standalone or cluster target: snapshot keys by RESTORE or rewrite, the stream in order, pipelined with every reply checked, MOVED/ASK, checkpoint and resume, follow mode | tokio, `net`, `journal`, `rdb` |
 //! | [`ship`]      | air-gap shipments: `ship` copies new sealed segments with a checksum list into a folder on removable media, `receive` verifies the hash chain and grows a journal on the far side (format in `docs/shipping.md`) | `journal`, std |
+//! | [`compare`]   | key-level differences between a live source or a journal (replayed into a scratch server) and a destination: missing, extra, type, value, TTL; pipelined, per cluster node, DUMP bytes / decoded values / windows for big keys | tokio, `net`, `rdb`, `replay` |
 //! | [`units`]     | parsing of sizes (`64MiB`) and durations (`30s`) shared by every flag | nothing |
 //!
 //! The planned pipeline (capture → journal → inspect/filter → replay) and where each future
@@ -32,6 +33,7 @@
 pub mod capture;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod exit;
 pub mod journal;
 pub mod logging;

@@ -6,6 +6,7 @@ mod support;
 mod capture;
 mod cli_meta;
 mod commands;
+mod compare;
 mod demo;
 mod export;
 mod filter;

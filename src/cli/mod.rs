@@ -5,6 +5,7 @@
 //! them. A subcommand appears here only when it works.
 
 pub mod capture;
+pub mod compare;
 pub mod completions;
 pub mod demo;
 mod endpoint;
@@ -109,6 +110,10 @@ pub enum Command {
     /// journal on the far side; refuses gaps, repeats and damaged files, naming them, and adds
     /// nothing of a refused shipment. Exit 3 when a shipment was refused.
     Receive(receive::ReceiveArgs),
+    /// Compare a source (a live server or cluster, or a journal directory, replayed into a
+    /// scratch redis-server) with a destination, key by key: missing, extra, type, value and TTL
+    /// differences, with per-key detail. Exit 3 if any difference, 0 if none.
+    Compare(compare::CompareArgs),
 }
 
 /// `--format` for commands that print a report.
@@ -136,5 +141,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Man(args) => man::run(args, &cli.global).await,
         Command::Ship(args) => ship::run(args, &cli.global).await,
         Command::Receive(args) => receive::run(args, &cli.global).await,
+        Command::Compare(args) => compare::run(args, &cli.global).await,
     }
 }

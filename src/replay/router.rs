@@ -75,15 +75,21 @@ impl SlotMap {
             cluster: true,
             masters: Vec::new(),
         };
+        // Owners are filled directly and the masters computed once: going through `set` here
+        // recomputed them per slot (16384²), seconds in a debug build.
         for s in &t.shards {
             let addr = s.master.addr();
+            let i = match m.nodes.iter().position(|n| *n == addr) {
+                Some(i) => i,
+                None => {
+                    m.nodes.push(addr);
+                    m.nodes.len() - 1
+                }
+            };
             for &(a, b) in &s.slots {
                 for slot in a..=b.min(16383) {
-                    m.set(slot, &addr);
+                    m.owner[slot as usize] = i as u16;
                 }
-            }
-            if !m.nodes.contains(&addr) {
-                m.nodes.push(addr);
             }
         }
         m.masters = m.compute_masters();
