@@ -6,7 +6,7 @@ use crate::support::shake_run;
 /// Subcommands every generated document must mention.
 const SUBCOMMANDS: [&str; 11] = [
     "probe", "capture", "verify", "inspect", "filter", "export", "replay", "ship", "receive",
-    "demo",
+    "compare", "demo",
 ];
 
 #[test]
