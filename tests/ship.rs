@@ -199,6 +199,26 @@ fn shipments_under_load_received_while_replay_follows() {
     let out = receive(&media, &far);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("nothing new"), "{}", out.stdout);
+    // the end: a passing compare, of the target against the live source and against
+    // the received journal (its end state, rebuilt on a scratch server)
+    for source_arg in [source.url(), far.display().to_string()] {
+        let out = shake_run(&[
+            "compare",
+            "--source",
+            &source_arg,
+            "--target",
+            &target.url(),
+            "--mode",
+            "full",
+            "--progress",
+            "none",
+        ]);
+        assert_eq!(
+            out.code, 0,
+            "compare {source_arg}:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+    }
 }
 
 /// A source journal with three shipments on `media`, made offline.
