@@ -154,6 +154,23 @@ fn field<'a>(info: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Which server this `INFO` describes: (`"redis"` or `"valkey"`, its version). Valkey reports
+/// itself in `server_name` and keeps `redis_version` at a compatibility value, so its own
+/// `valkey_version` is the one that says which RDB version it writes. Probe, replay and
+/// compare all decide from this one reading.
+pub fn product_version(info: &[(String, String)]) -> (&'static str, Option<String>) {
+    let product = if field(info, "server_name") == Some("valkey") {
+        "valkey"
+    } else {
+        "redis"
+    };
+    let version = field(info, "valkey_version")
+        .filter(|_| product == "valkey")
+        .or(field(info, "redis_version"))
+        .map(str::to_string);
+    (product, version)
+}
+
 /// The RDB version a server of this flavor and version writes.
 pub fn rdb_version_for(flavor: &str, version: &str) -> Option<u32> {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -209,16 +226,8 @@ pub fn parse_output_buffer_limit(text: &str) -> Option<OutputBufferLimit> {
 
 async fn server_facts(conn: &mut Connection, sample: Duration) -> Result<ServerFacts, Error> {
     let info = conn.info("all").await?;
-    let flavor = if field(&info, "server_name") == Some("valkey") {
-        "valkey"
-    } else {
-        "redis"
-    };
-    let version = field(&info, "valkey_version")
-        .filter(|_| flavor == "valkey")
-        .or(field(&info, "redis_version"))
-        .unwrap_or("unknown")
-        .to_string();
+    let (flavor, version) = product_version(&info);
+    let version = version.unwrap_or_else(|| "unknown".to_string());
     let role = match field(&info, "role") {
         Some("slave") => "replica",
         Some(r) => r,

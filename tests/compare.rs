@@ -436,15 +436,7 @@ fn journal_until_offset_is_that_state() {
     for _ in 0..10 {
         src.client().cmd(&["INCR", "n"]);
     }
-    crate::support::wait_until(30, "capture to acknowledge the writes", || {
-        let info = src.client().text(&["INFO", "replication"]);
-        let master = shake::net::parse_info(&info)
-            .into_iter()
-            .find(|(k, _)| k == "master_repl_offset")
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        info.contains(&format!("offset={master},"))
-    });
+    crate::support::wait_caught_up(&src);
     cap.stop();
     let offsets: Vec<u64> = ShardReader::open(&j, "shard-000", RecoveryMode::Refuse)
         .unwrap()

@@ -7,7 +7,7 @@
 
 use crate::support::{
     Client, Cluster, Server, digest, finish, kill, populate_every_type, shake, shake_run,
-    spawn_shake, wait_until,
+    spawn_shake, wait_caught_up, wait_until,
 };
 use shake::journal::{Record, RecoveryMode, ShardReader};
 use std::path::{Path, PathBuf};
@@ -57,20 +57,6 @@ fn stream_writes(c: &mut Client, rounds: usize) {
     c.cmd(&["RPUSH", "l", "z"]);
     c.cmd(&["EXEC"]);
     c.cmd(&["DEL", "int"]);
-}
-
-/// Waits until the capture replica acknowledged everything the source wrote.
-fn wait_caught_up(source: &Server) {
-    wait_until(30, "capture to acknowledge the stream", || {
-        let mut c = source.client();
-        let info = c.text(&["INFO", "replication"]);
-        let master = shake::net::parse_info(&info)
-            .into_iter()
-            .find(|(k, _)| k == "master_repl_offset")
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        info.contains(&format!("offset={master},"))
-    });
 }
 
 /// Captures `source` (snapshot, then `writes` while the capture runs) into `<dir>/j`.

@@ -13,7 +13,8 @@ use shake::ship::format::{self, Shipment};
 
 use crate::journal_util::{command, create, small_opts, write_snapshot};
 use crate::support::{
-    LiveCapture, Load, Output, Server, digest, finish, kill, shake_run, spawn_shake, wait_until,
+    LiveCapture, Load, Output, Server, digest, finish, kill, shake_run, spawn_shake,
+    wait_caught_up, wait_until,
 };
 
 fn s(p: &Path) -> &str {
@@ -87,19 +88,6 @@ fn copy_dir(from: &Path, to: &Path) {
 fn verify_ok(j: &Path) {
     let out = shake_run(&["verify", s(j)]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-}
-
-/// Waits until the capture replica acknowledged everything the source wrote.
-fn wait_caught_up(source: &Server) {
-    wait_until(30, "capture to acknowledge the stream", || {
-        let info = source.client().text(&["INFO", "replication"]);
-        let master = shake::net::parse_info(&info)
-            .into_iter()
-            .find(|(k, _)| k == "master_repl_offset")
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        info.contains(&format!("offset={master},"))
-    });
 }
 
 /// The acceptance test: three shipments taken with `--include-active` while a capture

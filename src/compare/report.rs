@@ -297,21 +297,7 @@ impl Report {
 /// `\xNN`, quoted, cut after 100 bytes with the full length noted (keys and values can be
 /// binary and huge).
 pub fn printable(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len().min(100) + 2);
-    s.push('"');
-    for &c in b.iter().take(100) {
-        match c {
-            b'"' => s.push_str("\\\""),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(c as char),
-            _ => s.push_str(&format!("\\x{c:02x}")),
-        }
-    }
-    s.push('"');
-    if b.len() > 100 {
-        s.push_str(&format!("…({} bytes)", b.len()));
-    }
-    s
+    crate::rdb::error::printable_bytes(b, 100)
 }
 
 #[cfg(test)]
@@ -382,6 +368,6 @@ mod tests {
     fn printable_escapes_and_cuts() {
         assert_eq!(printable(b"a\"b\\c\x00"), "\"a\\\"b\\\\c\\x00\"");
         let long = vec![b'x'; 150];
-        assert!(printable(&long).ends_with("…(150 bytes)"));
+        assert!(printable(&long).ends_with("…(150 bytes)\""));
     }
 }

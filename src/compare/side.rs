@@ -63,15 +63,8 @@ impl SideInfo {
             .await
             .map_err(net)?;
         let info = conn.info("server").await.map_err(net)?;
-        let field = |n: &str| info.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        let valkey = field("server_name").as_deref() == Some("valkey");
-        let version = if valkey {
-            field("valkey_version").or_else(|| field("redis_version"))
-        } else {
-            field("redis_version")
-        }
-        .unwrap_or_default();
-        let product = if valkey { "valkey" } else { "redis" };
+        let (product, version) = crate::probe::product_version(&info);
+        let version = version.unwrap_or_default();
         let rdb_version = crate::probe::rdb_version_for(product, &version).ok_or_else(|| {
             Error::Invalid(format!(
                 "{role} {addr} runs {product} {version:?}, whose RDB version this build does not know"

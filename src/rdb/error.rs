@@ -139,9 +139,16 @@ impl fmt::Display for KeySuffix<'_> {
 /// Escapes arbitrary key bytes for an error message: printable ASCII as is, the rest as `\xNN`,
 /// quoted, and cut after 200 bytes so a 512 MiB key cannot flood a log.
 pub fn printable_key(key: &[u8]) -> String {
-    let mut s = String::with_capacity(key.len().min(200) + 2);
+    printable_bytes(key, 200)
+}
+
+/// Escapes arbitrary bytes for a message or report: printable ASCII as is, `"` and `\` escaped,
+/// the rest as `\xNN`, quoted, cut after `limit` bytes with the full length noted. One
+/// function for keys and values everywhere shake names them (errors, `verify`, `compare`).
+pub fn printable_bytes(bytes: &[u8], limit: usize) -> String {
+    let mut s = String::with_capacity(bytes.len().min(limit) + 2);
     s.push('"');
-    for &b in key.iter().take(200) {
+    for &b in bytes.iter().take(limit) {
         match b {
             b'"' => s.push_str("\\\""),
             b'\\' => s.push_str("\\\\"),
@@ -149,8 +156,8 @@ pub fn printable_key(key: &[u8]) -> String {
             _ => s.push_str(&format!("\\x{b:02x}")),
         }
     }
-    if key.len() > 200 {
-        s.push_str(&format!("…({} bytes)", key.len()));
+    if bytes.len() > limit {
+        s.push_str(&format!("…({} bytes)", bytes.len()));
     }
     s.push('"');
     s

@@ -55,15 +55,8 @@ pub async fn inspect(target: &Endpoint, connect: &ConnectOptions) -> Result<Targ
     };
     let mut conn = Connection::connect(target, connect).await.map_err(net)?;
     let info = conn.info("server").await.map_err(net)?;
-    let field = |n: &str| info.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let valkey = field("server_name").as_deref() == Some("valkey");
-    let version = if valkey {
-        field("valkey_version").or_else(|| field("redis_version"))
-    } else {
-        field("redis_version")
-    }
-    .unwrap_or_default();
-    let flavor = if valkey { "valkey" } else { "redis" };
+    let (flavor, version) = crate::probe::product_version(&info);
+    let version = version.unwrap_or_default();
     let rdb_version = crate::probe::rdb_version_for(flavor, &version).ok_or_else(|| {
         Error::Invalid(format!(
             "target {addr} runs {flavor} {version:?}, whose RDB version this build does not know"
@@ -81,7 +74,7 @@ pub async fn inspect(target: &Endpoint, connect: &ConnectOptions) -> Result<Targ
     };
     let topology = topology::discover(&mut conn).await.map_err(net)?;
     Ok(TargetInfo {
-        product: if valkey {
+        product: if flavor == "valkey" {
             Product::Valkey
         } else {
             Product::Redis

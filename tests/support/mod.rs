@@ -305,3 +305,17 @@ pub fn capture_run(source: &str, journal: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     shake_run(&args)
 }
+
+/// Waits until the capture replica of `source` acknowledged everything the source wrote (its
+/// ACKs carry only what the journal made durable, so the journal then holds every write).
+pub fn wait_caught_up(source: &Server) {
+    wait_until(30, "capture to acknowledge the stream", || {
+        let info = source.client().text(&["INFO", "replication"]);
+        let master = shake::net::parse_info(&info)
+            .into_iter()
+            .find(|(k, _)| k == "master_repl_offset")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        info.contains(&format!("offset={master},"))
+    });
+}
