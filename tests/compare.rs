@@ -427,7 +427,6 @@ fn cluster_journal_through_scratch_server() {
 /// `--until-offset N` with a journal source: the state right after the command at N.
 #[test]
 fn journal_until_offset_is_that_state() {
-    use shake::journal::{Record, RecoveryMode, ShardReader};
     let src = Server::start("7.0");
     src.client().cmd(&["SET", "before", "1"]);
     let dir = tempfile::tempdir().unwrap();
@@ -438,15 +437,7 @@ fn journal_until_offset_is_that_state() {
     }
     crate::support::wait_caught_up(&src);
     cap.stop();
-    let offsets: Vec<u64> = ShardReader::open(&j, "shard-000", RecoveryMode::Refuse)
-        .unwrap()
-        .entries()
-        .map(|e| e.unwrap())
-        .filter(
-            |e| matches!(&e.record, Record::Command(c) if c.argv[0].eq_ignore_ascii_case(b"INCR")),
-        )
-        .map(|e| e.position.offset)
-        .collect();
+    let offsets = crate::support::command_offsets(&j, b"INCR");
     assert_eq!(offsets.len(), 10);
     let tgt = Server::start("7.0");
     tgt.client().cmd(&["MSET", "before", "1", "n", "4"]);

@@ -336,15 +336,8 @@ fn until_offset_stops_at_that_point() {
             }
         }
     });
+    let offsets = crate::support::command_offsets(&j, b"INCR");
     let r = ShardReader::open(&j, "shard-000", RecoveryMode::Refuse).unwrap();
-    let offsets: Vec<u64> = r
-        .entries()
-        .map(|e| e.unwrap())
-        .filter(
-            |e| matches!(&e.record, Record::Command(c) if c.argv[0].eq_ignore_ascii_case(b"INCR")),
-        )
-        .map(|e| e.position.offset)
-        .collect();
     assert_eq!(offsets.len(), 20);
     let target = Server::start("7.0");
     let out = replay(

@@ -319,3 +319,16 @@ pub fn wait_caught_up(source: &Server) {
         info.contains(&format!("offset={master},"))
     });
 }
+
+/// The replication offsets of shard-000's stream commands named `name` (e.g. `b"INCR"`), in
+/// journal order: tests cut a journal or a replay at one of them.
+pub fn command_offsets(journal: &Path, name: &[u8]) -> Vec<u64> {
+    use shake::journal::{Record, RecoveryMode, ShardReader};
+    ShardReader::open(journal, "shard-000", RecoveryMode::Refuse)
+        .unwrap()
+        .entries()
+        .map(|e| e.unwrap())
+        .filter(|e| matches!(&e.record, Record::Command(c) if c.argv[0].eq_ignore_ascii_case(name)))
+        .map(|e| e.position.offset)
+        .collect()
+}
