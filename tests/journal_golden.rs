@@ -16,8 +16,11 @@ use shake::journal::{
 
 const T0: u64 = 1_735_689_600_000; // 2025-01-01T00:00:00Z
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/journal/v1-two-shards")
+/// The fixture of format `version`: `v1-two-shards` (written by shake 0.1.0 before positions
+/// were delta-coded; read forever, never regenerated) and `v2-two-shards` (what this writer
+/// produces, byte for byte).
+fn fixture_dir(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/journal/v{version}-two-shards"))
 }
 
 fn opts() -> WriterOptions {
@@ -247,14 +250,17 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn golden_journal_rewrites_identically() {
     if std::env::var_os("SHAKE_BLESS").is_some() {
-        let d = fixture_dir();
+        let d = fixture_dir(shake::journal::FORMAT_VERSION);
         let _ = std::fs::remove_dir_all(&d);
         write_fixture(&d);
     }
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("j");
     write_fixture(&dir);
-    let (new, old) = (files(&dir), files(&fixture_dir()));
+    let (new, old) = (
+        files(&dir),
+        files(&fixture_dir(shake::journal::FORMAT_VERSION)),
+    );
     assert_eq!(
         new.iter().map(|f| &f.0).collect::<Vec<_>>(),
         old.iter().map(|f| &f.0).collect::<Vec<_>>()
@@ -266,10 +272,16 @@ fn golden_journal_rewrites_identically() {
 
 #[test]
 fn golden_journal_reads() {
-    let dir = fixture_dir();
+    for version in 1..=shake::journal::FORMAT_VERSION {
+        golden_journal_of_version_reads(version);
+    }
+}
+
+fn golden_journal_of_version_reads(version: u32) {
+    let dir = fixture_dir(version);
     let report = journal::verify(&dir);
     assert!(report.ok(), "{:#?}", report.problems);
-    assert_eq!(report.format_version, Some(1));
+    assert_eq!(report.format_version, Some(version));
     assert_eq!(report.shards.len(), 2);
     let s0 = &report.shards[0];
     assert_eq!(s0.name, "shard-000");
@@ -382,4 +394,39 @@ fn golden_journal_reads() {
     // The follower reads the same, open last segment included.
     let mut f = journal::Follower::new(&dir.join("shard-000"), Position::ZERO);
     assert_eq!(f.poll().unwrap(), all);
+}
+
+/// A format 1 journal continued by today's writer (a capture resumed after an upgrade): its
+/// open segment gets delta-coded frames after the absolute ones, and everything reads and
+/// verifies.
+#[test]
+fn a_version_1_journal_continued_by_the_version_2_writer_reads_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("j");
+    for (rel, bytes) in files(&fixture_dir(1)) {
+        let to = dir.join(&rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, bytes).unwrap();
+    }
+    let before: Vec<_> = ShardReader::open(&dir, "shard-000", RecoveryMode::Refuse)
+        .unwrap()
+        .entries()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut w = ShardWriter::open(&dir, "shard-000", opts()).unwrap();
+    for o in 1..=20u64 {
+        w.command(200 + o * 7, cmd(o, &["INCR", "upgraded"]))
+            .unwrap();
+    }
+    w.close().unwrap();
+    let report = journal::verify(&dir);
+    assert!(report.ok(), "{:#?}", report.problems);
+    let after: Vec<_> = ShardReader::open(&dir, "shard-000", RecoveryMode::Refuse)
+        .unwrap()
+        .entries()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(after.len(), before.len() + 20);
+    assert_eq!(after[..before.len()], before[..]);
+    assert_eq!(after.last().unwrap().position, Position::new(2, 340, 0));
 }

@@ -86,9 +86,9 @@ pub struct FrameChunks {
     pub first_other: Option<Interruption>,
     /// Problems found within the frame.
     pub problems: Vec<String>,
-    /// Keys cut off by a session marker within the frame (a capture restarted mid-key: the
-    /// snapshot is incomplete, which replay already refuses to use).
-    pub notes: Vec<String>,
+    /// Keys cut off by another record within the frame: (the key's epoch, message). Whether
+    /// that is a problem depends on whether the epoch's snapshot ended (see [`Findings::cut`]).
+    pub cut: Vec<(u64, String)>,
     /// The key left open at the end of the frame (opened after `first_other`).
     pub trailing: Option<OpenKey>,
 }
@@ -149,12 +149,8 @@ impl FrameChunks {
     }
 
     fn interrupted(&mut self, open: &OpenKey, kind: &'static str, at: Position) {
-        let msg = interruption_message(open, kind, at);
-        if kind == "marker" {
-            self.notes.push(msg);
-        } else {
-            self.problems.push(msg);
-        }
+        self.cut
+            .push((open.position.epoch, interruption_message(open, kind, at)));
     }
 }
 
@@ -172,8 +168,10 @@ fn interruption_message(open: &OpenKey, kind: &str, at: Position) -> String {
 pub struct Findings {
     /// Data problems (exit 3 in `verify`).
     pub problems: Vec<String>,
-    /// Explained, harmless situations.
-    pub notes: Vec<String>,
+    /// Keys whose chunks stop early: (the key's epoch, message). A problem when that epoch's
+    /// snapshot ended (it claims to be complete), harmless otherwise: a capture stopped or
+    /// killed mid-snapshot leaves an incomplete snapshot, which replay never uses.
+    pub cut: Vec<(u64, String)>,
 }
 
 /// Walks one shard's frames in order, carrying the key left open across frames and segments.
@@ -202,45 +200,32 @@ impl ChunkTracker {
         }
         if let Some(first) = &f.first_other {
             if let Some(open) = self.open.take() {
-                let msg = interruption_message(&open, first.kind, first.position);
-                if first.kind == "marker" {
-                    out.notes.push(msg);
-                } else {
-                    out.problems.push(msg);
-                }
+                out.cut.push((
+                    open.position.epoch,
+                    interruption_message(&open, first.kind, first.position),
+                ));
             }
             self.open = f.trailing;
         }
         out.problems.extend(f.problems);
-        out.notes.extend(f.notes);
+        out.cut.extend(f.cut);
         out
     }
 
-    /// The key still open, if any.
-    pub fn open(&self) -> Option<&OpenKey> {
-        self.open.as_ref()
-    }
-
-    /// The shard's end: a key still open is a problem, unless `tolerated` (the last segment
-    /// is still being written, or the key's snapshot never ended: a capture stopped
-    /// mid-snapshot, whose snapshot replay does not use) makes it a note.
-    pub fn finish(self, tolerated: bool) -> Findings {
-        let mut out = Findings::default();
-        if let Some(open) = self.open {
-            let msg = format!(
-                "{}: the shard ends after {} chunks / {} bytes",
-                open.describe(),
-                open.next.saturating_sub(1),
-                open.have
-            );
-            if tolerated {
-                out.notes
-                    .push(msg + " (the capture was writing it when it stopped)");
-            } else {
-                out.problems.push(msg);
-            }
-        }
-        out
+    /// The shard's end: a key still open, as (its epoch, message). The caller decides as for
+    /// [`Findings::cut`], and also tolerates it when the last segment is still being written.
+    pub fn finish(self) -> Option<(u64, String)> {
+        self.open.map(|open| {
+            (
+                open.position.epoch,
+                format!(
+                    "{}: the shard ends after {} chunks / {} bytes",
+                    open.describe(),
+                    open.next.saturating_sub(1),
+                    open.have
+                ),
+            )
+        })
     }
 }
 
@@ -293,7 +278,7 @@ mod tests {
         let b = t.frame(frame(&[chunk(2, b"ef"), key(0, b"x", 1)]));
         assert_eq!(a, Findings::default());
         assert_eq!(b, Findings::default());
-        assert_eq!(t.finish(false), Findings::default());
+        assert_eq!(t.finish(), None);
     }
 
     #[test]
@@ -307,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn key_cut_off_by_a_command_is_a_problem_and_by_a_marker_a_note() {
+    fn keys_cut_off_are_reported_with_their_epoch() {
         let mut t = ChunkTracker::default();
         t.frame(frame(&[key(2, b"ab", 6), chunk(1, b"cd")]));
         let cmd = RecordRef::Marker(crate::journal::record_ref::MarkerRef::CaptureStart {
@@ -316,21 +301,24 @@ mod tests {
         });
         let f = t.frame(frame(&[cmd]));
         assert!(f.problems.is_empty(), "{f:?}");
-        assert_eq!(f.notes.len(), 1);
+        assert_eq!(f.cut.len(), 1);
+        assert_eq!(f.cut[0].0, 1);
 
         let inside = frame(&[key(0, b"x", 1), key(2, b"ab", 6), key(0, b"y", 1)]);
-        assert_eq!(inside.problems.len(), 1, "{inside:?}");
-        assert!(inside.problems[0].contains("cut off"));
+        assert_eq!(inside.cut.len(), 1, "{inside:?}");
+        assert!(inside.cut[0].1.contains("cut off"));
     }
 
     #[test]
-    fn open_key_at_the_end_depends_on_whether_the_shard_is_still_written() {
+    fn a_key_open_at_the_end_is_returned_with_its_epoch() {
         let mut t = ChunkTracker::default();
         t.frame(frame(&[key(2, b"ab", 6)]));
-        assert_eq!(t.finish(true).notes.len(), 1);
-        let mut t = ChunkTracker::default();
-        t.frame(frame(&[key(2, b"ab", 6)]));
-        assert_eq!(t.finish(false).problems.len(), 1);
+        let (epoch, msg) = t.finish().unwrap();
+        assert_eq!(epoch, 1);
+        assert!(
+            msg.contains("the shard ends after 0 chunks / 2 bytes"),
+            "{msg}"
+        );
     }
 
     #[test]

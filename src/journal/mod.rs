@@ -66,4 +66,4 @@ pub use writer::{FsyncPolicy, KeyValueWriter, ResumePoint, ShardWriter, WriterOp
 
 /// The on-disk format version this build writes and the newest it reads. Bumped only for a
 /// change old readers cannot skip; readers refuse newer versions rather than misread them.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;

@@ -393,6 +393,7 @@ mod bytes_de {
     }
 }
 
+#[cfg(test)]
 /// Appends the encoding of `entry` to `out`.
 pub(crate) fn encode_entry(entry_pos: Position, record: &Record, out: &mut Vec<u8>) {
     // Encoding into a Vec cannot fail except on the size limit, which the caller bounds.
@@ -411,6 +412,22 @@ pub(crate) fn encode_entry(entry_pos: Position, record: &Record, out: &mut Vec<u
     )
     .expect("encoding into a Vec does not fail");
 }
+
+/// Appends the encoding of `record` alone: an entry is a position then a record, and the
+/// writer stores the position itself (delta-coded, see [`super::frame::PositionDelta`]).
+pub(crate) fn encode_record(record: &Record, out: &mut Vec<u8>) {
+    bincode::serde::encode_into_std_write(record, out, bincode::config::standard())
+        .expect("encoding into a Vec does not fail");
+}
+
+/// Appends the encoding of a position (three varints, as inside an entry).
+pub(crate) fn encode_position(position: Position, out: &mut Vec<u8>) {
+    bincode::serde::encode_into_std_write(position, out, bincode::config::standard())
+        .expect("encoding into a Vec does not fail");
+}
+
+/// The most bytes [`encode_position`] writes (three varints of at most 9 bytes).
+pub(crate) const MAX_POSITION_LEN: usize = 27;
 
 /// Decodes one entry from the start of `buf`, returning it and the bytes it used.
 pub(crate) fn decode_entry(buf: &[u8]) -> Result<(Entry, usize), String> {

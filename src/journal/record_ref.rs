@@ -447,6 +447,7 @@ mod fast {
     }
 }
 
+#[cfg(test)]
 /// Appends the encoding of a borrowed record at `position` to `out` (same bytes as the owned
 /// record).
 pub(crate) fn encode_entry_ref(position: Position, record: &RecordRef<'_>, out: &mut Vec<u8>) {
@@ -456,6 +457,13 @@ pub(crate) fn encode_entry_ref(position: Position, record: &RecordRef<'_>, out: 
         record: &'b RecordRef<'a>,
     }
     bincode::serde::encode_into_std_write(E { position, record }, out, bincode::config::standard())
+        .expect("encoding into a Vec does not fail");
+}
+
+/// Appends the encoding of a borrowed record alone (same bytes as the owned record); see
+/// [`super::record::encode_record`].
+pub(crate) fn encode_record_ref(record: &RecordRef<'_>, out: &mut Vec<u8>) {
+    bincode::serde::encode_into_std_write(record, out, bincode::config::standard())
         .expect("encoding into a Vec does not fail");
 }
 

@@ -250,6 +250,7 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
     // Large values span records, frames and segments: continuity is joined in order.
     let mut chunks = ChunkTracker::default();
     let mut last_unsealed: Option<PathBuf> = None;
+    let mut cut_keys: Vec<(u64, PathBuf, Option<u64>, String)> = Vec::new();
     let mut prev_seg: Option<(u64, Option<Position>, PathBuf)> = None;
     let mut prev_last: Option<Position> = None;
     let count = files.len();
@@ -525,9 +526,12 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
                     for what in found.problems {
                         p(path, Some(f.offset), what);
                     }
-                    for what in found.notes {
-                        note(path, Some(f.offset), what);
-                    }
+                    cut_keys.extend(
+                        found
+                            .cut
+                            .into_iter()
+                            .map(|(epoch, what)| (epoch, path.clone(), Some(f.offset), what)),
+                    );
                 }
                 Err(pr) => problems_push(&mut p, pr),
             }
@@ -541,19 +545,27 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
             .sum::<u64>();
         prev_seg = Some((h.number, scan.last().or(h.prev_last), path.clone()));
     }
-    let snapshot_ended = chunks.open().is_some_and(|o| {
-        stats
-            .epochs
-            .get(&o.position.epoch)
-            .is_some_and(|e| e.3.is_some())
-    });
-    let end = std::mem::take(&mut chunks).finish(last_unsealed.is_some() || !snapshot_ended);
-    let end_file = last_unsealed.unwrap_or_else(|| dir.to_path_buf());
-    for what in end.problems {
-        p(&end_file, None, what);
+    // A key whose chunks stop early is damage only in a snapshot that claims to be complete
+    // (it has its end record); a capture stopped or killed mid-snapshot leaves an incomplete
+    // snapshot, which replay never uses, and the last key of a segment still being written is
+    // simply not finished yet.
+    let still_written = last_unsealed.is_some();
+    if let Some((epoch, what)) = std::mem::take(&mut chunks).finish() {
+        let file = last_unsealed.unwrap_or_else(|| dir.to_path_buf());
+        cut_keys.push((epoch, file, None, what));
     }
-    for what in end.notes {
-        note(&end_file, None, what);
+    let last_cut = cut_keys.len().saturating_sub(1);
+    for (i, (epoch, file, offset, what)) in cut_keys.into_iter().enumerate() {
+        let snapshot_ended = stats.epochs.get(&epoch).is_some_and(|e| e.3.is_some());
+        if snapshot_ended && !(still_written && i == last_cut && offset.is_none()) {
+            p(&file, offset, what);
+        } else {
+            note(
+                &file,
+                offset,
+                what + " (in a snapshot the capture did not finish)",
+            );
+        }
     }
     for (&e, &(first, last, records, keys, begun)) in &stats.epochs {
         let info = man.epochs.iter().find(|x| x.epoch == e);

@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::error::io;
-use super::frame::{self, FrameKind, MAX_FRAME_LEN};
+use super::frame::{self, FrameKind, MAX_FRAME_LEN, PositionDelta};
 use super::index::SegmentIndex;
 use super::manifest::{self, EpochInfo, ReplIdSpan, SealedSegment, ShardManifest};
 use super::record::{
-    Command, FunctionLibrary, KeyRecord, Marker, ModuleAux, Record, SnapshotBegin, SnapshotEnd,
-    Transaction, ValueChunk, encode_entry,
+    Command, FunctionLibrary, KeyRecord, MAX_POSITION_LEN, Marker, ModuleAux, Record,
+    SnapshotBegin, SnapshotEnd, Transaction, ValueChunk, encode_position, encode_record,
 };
-use super::record_ref::{BytesRef, CommandRef, RecordRef, encode_entry_ref};
+use super::record_ref::{BytesRef, CommandRef, RecordRef, encode_record_ref};
 use super::segment::{self, SealFooter, SegmentHeader};
 use super::{Error, FORMAT_VERSION, Position, Result};
 
@@ -298,7 +298,7 @@ impl ShardWriter {
     /// entry point; the typed methods below compute positions for you.
     pub fn append(&mut self, position: Position, record: &Record) -> Result<()> {
         self.append_with(position, record.kind_name(), record.time_ms(), |out| {
-            encode_entry(position, record, out)
+            encode_record(record, out)
         })
     }
 
@@ -306,7 +306,7 @@ impl ShardWriter {
     /// caller journal data straight from its own buffers.
     pub fn append_ref(&mut self, position: Position, record: &RecordRef<'_>) -> Result<()> {
         self.append_with(position, record.kind_name(), record.time_ms(), |out| {
-            encode_entry_ref(position, record, out)
+            encode_record_ref(record, out)
         })
     }
 
@@ -329,16 +329,20 @@ impl ShardWriter {
         }
         self.scratch.clear();
         encode(&mut self.scratch);
-        if self.scratch.len() > MAX_FRAME_LEN {
+        let entry_len = self.scratch.len() + MAX_POSITION_LEN;
+        if entry_len > MAX_FRAME_LEN {
             return Err(Error::TooLarge {
                 position,
-                len: self.scratch.len(),
+                len: entry_len,
                 limit: MAX_FRAME_LEN,
             });
         }
-        if !self.raw.is_empty() && self.raw.len() + self.scratch.len() > self.opts.frame_size {
+        if !self.raw.is_empty() && self.raw.len() + entry_len > self.opts.frame_size {
             self.write_frame()?;
         }
+        // The position relative to the frame's previous entry (format 2, `PositionDelta`).
+        let prev = (!self.raw.is_empty()).then_some(self.raw_last);
+        encode_position(PositionDelta::encode(prev, position), &mut self.raw);
         self.raw.extend_from_slice(&self.scratch);
         self.raw_count += 1;
         self.raw_first.get_or_insert(position);
@@ -641,6 +645,7 @@ impl ShardWriter {
         if self.opts.compress_threads <= 1 {
             let bytes = frame::encode_records_frame(
                 &mut self.compressor,
+                FrameKind::RecordsDelta,
                 &self.raw,
                 meta.first,
                 meta.last,
@@ -660,7 +665,14 @@ impl ShardWriter {
                         *c = Some((level, zstd::bulk::Compressor::new(level)?));
                     }
                     let (_, comp) = c.as_mut().expect("set above");
-                    frame::encode_records_frame(comp, &raw, meta.first, meta.last, meta.count)
+                    frame::encode_records_frame(
+                        comp,
+                        FrameKind::RecordsDelta,
+                        &raw,
+                        meta.first,
+                        meta.last,
+                        meta.count,
+                    )
                 });
                 let _ = tx.send(r);
             });
