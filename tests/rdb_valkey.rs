@@ -295,6 +295,9 @@ fn value_digest(c: &mut Client, key: &[u8]) -> Vec<u8> {
         .unwrap()[0])
 }
 
+/// (db, key) → (type, expiry, value bytes).
+type KeyIndex = BTreeMap<(u64, Vec<u8>), (ObjectType, Option<i64>, Bytes)>;
+
 struct Saved {
     header: shake::rdb::Header,
     keys: Vec<(KeyMeta, Bytes)>,
@@ -462,7 +465,7 @@ fn valkey_9_1_debug_reload_then_save_reads_the_same() {
     assert_eq!(digest(&mut c), digest_before);
     let after = save_and_scan(&server, &mut c);
     assert_eq!(after.header, before.header);
-    let index = |s: &Saved| -> BTreeMap<(u64, Vec<u8>), (ObjectType, Option<i64>, Bytes)> {
+    let index = |s: &Saved| -> KeyIndex {
         s.keys
             .iter()
             .map(|(m, v)| {
