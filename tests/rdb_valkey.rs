@@ -610,3 +610,34 @@ fn capture_announces_a_valkey_version_so_field_ttl_hashes_sync() {
     assert!(ttl[0].as_int().unwrap() > 0);
     assert_eq!(ttl[1].as_int(), Some(-1));
 }
+
+/// A disk-backed full sync (`repl-diskless-sync no`): Valkey 9.1 sends its `VALKEY080` file,
+/// field TTLs included, whatever the replica announced; replay gives the same digest.
+#[test]
+fn valkey_9_1_disk_based_sync_capture_replay_same_digest() {
+    let src = Server::builder(VALKEY)
+        .arg("repl-diskless-sync", "no")
+        .start();
+    let mut c = src.client();
+    c.cmd(&["SET", "s", "v", "PX", "86400000"]);
+    c.cmd(&["HSET", "h", "a", "1", "b", "2"]);
+    c.cmd(&["HPEXPIRE", "h", "86400000", "FIELDS", "1", "a"]);
+    c.cmd(&["RPUSH", "l", "x", "y"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j");
+    let out = capture_run(&src.url(), &journal, &["--snapshot-only"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = std::fs::read_to_string(src.log_path()).unwrap();
+    assert!(log.contains("target: disk"), "not a disk-based sync: {log}");
+    let dest = Server::start(VALKEY);
+    let out = shake_run(&[
+        "replay",
+        journal.to_str().unwrap(),
+        "--target",
+        &dest.url(),
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(digest(&mut dest.client()), digest(&mut c));
+}
