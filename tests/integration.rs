@@ -29,3 +29,4 @@ mod journal_verify_cli;
 mod rdb_corpus;
 mod rdb_props;
 mod rdb_server;
+mod rdb_valkey;

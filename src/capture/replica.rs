@@ -77,7 +77,16 @@ pub struct SessionOptions {
     pub ack_interval: Duration,
     /// Largest RDB chunk handed out in one [`Event::RdbData`].
     pub rdb_chunk: usize,
+    /// Version announced with `REPLCONF version` (`None`: not sent). A Valkey ≥ 9 primary picks
+    /// the RDB version of a diskless sync from it: without it, RDB 11, and Valkey 9.1 then
+    /// fails the whole sync ("Can't store key … in RDB version 11") as soon as one hash has a
+    /// field with a TTL. Redis answers an error, which is ignored.
+    pub announce_version: Option<String>,
 }
+
+/// The version shake announces to Valkey: 9.0.0, whose RDB (`VALKEY080`) the reader parses.
+/// Not 9.2.0: that would ask for RDB 81, whose `PATH_HASH` values are not read.
+pub const ANNOUNCED_VALKEY_VERSION: &str = "9.0.0";
 
 impl Default for SessionOptions {
     fn default() -> Self {
@@ -87,6 +96,7 @@ impl Default for SessionOptions {
             read_timeout: Duration::from_secs(60),
             ack_interval: Duration::from_secs(1),
             rdb_chunk: 1 << 20,
+            announce_version: Some(ANNOUNCED_VALKEY_VERSION.into()),
         }
     }
 }
@@ -176,8 +186,9 @@ const EOF_MARK_LEN: usize = 40;
 
 impl ReplicaSession {
     /// Performs the handshake on `conn` (already logged in): `REPLCONF listening-port`,
-    /// `REPLCONF capa eof capa psync2`, each reply read before `PSYNC` is sent (trap 1), then
-    /// `PSYNC`. The first event tells which sync the master chose.
+    /// `REPLCONF capa eof capa psync2`, `REPLCONF version` (see
+    /// [`SessionOptions::announce_version`]), each reply read before `PSYNC` is sent (trap 1),
+    /// then `PSYNC`. The first event tells which sync the master chose.
     pub async fn start(
         mut conn: Connection,
         resume: &Resume,
@@ -187,8 +198,13 @@ impl ReplicaSession {
         let port = options.listening_port.to_string();
         conn.queue(&["REPLCONF", "listening-port", &port]);
         conn.queue(&["REPLCONF", "capa", "eof", "capa", "psync2"]);
+        let mut steps = vec!["REPLCONF listening-port", "REPLCONF capa"];
+        if let Some(v) = &options.announce_version {
+            conn.queue(&["REPLCONF", "version", v]);
+            steps.push("REPLCONF version");
+        }
         conn.flush().await?;
-        for step in ["REPLCONF listening-port", "REPLCONF capa"] {
+        for step in steps {
             let (reply, _) = conn.read_frame().await?;
             if let Frame::Error(msg) = reply {
                 let msg = String::from_utf8_lossy(&msg).to_string();

@@ -40,6 +40,17 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The RDB carries a Valkey inline command (opcode 242, forkless save), which the journal's
+    /// snapshot cannot hold: refused rather than dropped.
+    #[error(
+        "RDB snapshot holds a Valkey inline command ({command}, opcode 242 of a forkless save) before byte {offset}; the journal cannot hold commands inside a snapshot"
+    )]
+    InlineCommand {
+        /// The command name (lossy UTF-8).
+        command: String,
+        /// Bytes of the RDB consumed so far.
+        offset: u64,
+    },
     /// A database number beyond what the journal stores (u32).
     #[error("database {db} at RDB byte {offset} is out of range")]
     BadDb {
@@ -186,6 +197,12 @@ impl SnapshotIngest {
                 | Event::ResizeDb { .. }
                 | Event::SlotInfo { .. }
                 | Event::EnterpriseHint { .. } => {}
+                Event::Update { argv, .. } => {
+                    return Err(Error::InlineCommand {
+                        command: String::from_utf8_lossy(&argv[0]).into_owned(),
+                        offset: self.reader.offset(),
+                    });
+                }
                 Event::SlotImport { job, .. } => {
                     tracing::warn!(job = %String::from_utf8_lossy(&job), "RDB records an in-progress Valkey slot import (not journaled)");
                 }

@@ -132,6 +132,13 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<u8> {
         serde_json::to_writer(&mut out, &obj)?;
         out.write_all(b"\n")?;
     }
+    let inline = scanner.stats().inline_commands;
+    if inline > 0 {
+        tracing::warn!(
+            inline_commands = inline,
+            "the RDB holds Valkey inline commands (opcode 242, forkless save): keys are listed as stored, without the commands' effect"
+        );
+    }
     if keys_wanted {
         out.flush()?;
         return Ok(exit::SUCCESS);

@@ -52,6 +52,8 @@ pub struct Stats {
     pub functions: u64,
     /// Module AUX records.
     pub module_aux: u64,
+    /// Valkey inline commands (opcode 242) met; the key statistics do not include their effect.
+    pub inline_commands: u64,
     /// File size consumed (the RDB's exact length once complete).
     pub bytes: u64,
     /// Checksum verdict, once the end was read.
@@ -169,6 +171,7 @@ impl<R: Read> Scanner<R> {
                     self.stats.checksum = Some(sum);
                     self.stats.bytes = self.events.reader().offset();
                 }
+                Event::Update { .. } => self.stats.inline_commands += 1,
                 Event::SelectDb { .. }
                 | Event::ResizeDb { .. }
                 | Event::SlotInfo { .. }
@@ -209,6 +212,7 @@ pub fn stats(src: impl Read, opts: ReaderOptions) -> Result<Stats, Error> {
                 )),
                 Event::Function(_) => st.functions += 1,
                 Event::ModuleAux(_) => st.module_aux += 1,
+                Event::Update { .. } => st.inline_commands += 1,
                 Event::Key(k) => count(
                     &mut st,
                     k.meta.db,

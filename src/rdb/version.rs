@@ -122,7 +122,8 @@ pub mod opcode {
     pub const SLOT_INFO: u8 = 0xF4;
     /// Valkey 9 in-progress slot import: a string and a list of ranges.
     pub const SLOT_IMPORT: u8 = 0xF3;
-    /// Valkey 9.2 forkless-save inline update (layout unknown; refused).
+    /// Valkey ≥ 9.2 (RDB 81) forkless-save inline command: the opcode, then the command as a
+    /// RESP multi-bulk (`*<n>\r\n` + n × `$<len>\r\n<bytes>\r\n`). Read under the VALKEY magic only.
     pub const UPDATE: u8 = 0xF2;
     /// Redis Enterprise RAM LRU hint: one length (skipped by librdb too).
     pub const ENT_RAM_LRU: u8 = 107;
@@ -165,7 +166,7 @@ pub enum ObjectType {
     HashListpackEx,
     /// Valkey 9 type 22.
     ValkeyHash2,
-    /// Valkey 9.2 type 23 (layout not examined; refused).
+    /// Valkey 9.2 type 23 (its RDB layout could not be checked against the source; refused).
     ValkeyPathHash,
 }
 

@@ -9,7 +9,10 @@
 //! format (at most 6), never by the data.
 //!
 //! Only the framing is checked here (length encodings, string encodings, quicklist container
-//! kinds, module opcodes). The contents of listpacks, ziplists and so on live inside
+//! kinds, module opcodes, and the RESP lines of Valkey's opcode 242: `*<n>\r\n` with n ≥ 1,
+//! then n × `$<len>\r\n<bytes>\r\n`, header lines of at most 23 bytes, no negative counts —
+//! the layout of `writeReplicationData` in Valkey's `src/forkless.c`, checked against the
+//! source only, no server here writes it). The contents of listpacks, ziplists and so on live inside
 //! length-prefixed strings, so they cannot mis-frame the file; they are checked when decoded.
 
 use super::error::{MResult, Malformed};
@@ -40,6 +43,13 @@ pub(crate) enum Task {
     QlContainer,
     /// A length; if non-zero, a string follows (7.0-rc function description).
     OptStr,
+    /// A RESP multi-bulk header `*<n>\r\n` (n ≥ 1), then `n` × [`Task::RespBulk`] (Valkey
+    /// opcode 242, an inline command).
+    RespArray,
+    /// A RESP bulk string `$<len>\r\n<bytes>\r\n`.
+    RespBulk,
+    /// The `\r\n` after a RESP bulk string's bytes.
+    Crlf,
 }
 
 /// A repeated structure.
@@ -69,6 +79,8 @@ pub(crate) enum Body {
     Id16,
     /// A pair of lengths (slot ranges).
     Len2,
+    /// One RESP bulk string.
+    RespBulk,
 }
 
 impl Body {
@@ -104,6 +116,7 @@ impl Body {
             Body::Consumer(_) => &[Str, Fixed(8), Count(Body::Id16)],
             Body::Id16 => &[Fixed(16)],
             Body::Len2 => &[Len, Len],
+            Body::RespBulk => &[RespBulk],
         }
     }
 }
@@ -283,6 +296,32 @@ impl Walker {
                     }
                     *pos += used;
                 }
+                Task::RespArray => {
+                    let (n, used) = need!(resp_line(rest, b'*').map_err(wrap)?);
+                    if n == 0 {
+                        return Err(Malformed::new(
+                            *pos,
+                            "an inline command with at least one argument",
+                        ));
+                    }
+                    *pos += used;
+                    self.stack.push(Task::Repeat(Body::RespBulk, n));
+                }
+                Task::RespBulk => {
+                    let (n, used) = need!(resp_line(rest, b'$').map_err(wrap)?);
+                    *pos += used;
+                    self.stack.push(Task::Crlf);
+                    if n > 0 {
+                        self.stack.push(Task::Bytes(n));
+                    }
+                }
+                Task::Crlf => {
+                    let two = need!(rest.get(..2));
+                    if two != b"\r\n" {
+                        return Err(Malformed::new(*pos, "\\r\\n after a RESP bulk string"));
+                    }
+                    *pos += 2;
+                }
                 Task::OptStr => {
                     let (has, used) = need!(length::parse_len(rest).map_err(wrap)?);
                     *pos += used;
@@ -293,6 +332,43 @@ impl Walker {
             }
         }
         Ok(Walked::Done)
+    }
+}
+
+/// Longest RESP header line accepted: the prefix, 20 digits, `\r\n`.
+const RESP_LINE_MAX: usize = 23;
+
+/// Parses a RESP header line `<prefix><decimal>\r\n` at the start of `b`: `Ok(None)` when the
+/// line is not complete yet, the value and the bytes used otherwise. Negative counts (null
+/// arrays or bulks) are refused: an inline command has none.
+pub(crate) fn resp_line(b: &[u8], prefix: u8) -> MResult<Option<(u64, usize)>> {
+    let Some(&first) = b.first() else {
+        return Ok(None);
+    };
+    if first != prefix {
+        return Err(Malformed::new(
+            0,
+            format!("a RESP '{}' line, found byte {first:#04x}", prefix as char),
+        ));
+    }
+    let Some(cr) = b.iter().take(RESP_LINE_MAX).position(|&c| c == b'\r') else {
+        if b.len() >= RESP_LINE_MAX {
+            return Err(Malformed::new(0, "a RESP header line of at most 23 bytes"));
+        }
+        return Ok(None);
+    };
+    let digits = &b[1..cr];
+    let value = (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+        .then(|| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| Malformed::new(1, "a non-negative decimal count in a RESP header line"))?;
+    match b.get(cr + 1) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some((value, cr + 2))),
+        Some(_) => Err(Malformed::new(
+            cr + 1,
+            "\\n after \\r in a RESP header line",
+        )),
     }
 }
 
@@ -385,6 +461,33 @@ mod tests {
         }
         assert_eq!(w.walk(&v, &mut pos).unwrap(), Walked::Done);
         assert_eq!(pos, v.len());
+    }
+
+    #[test]
+    fn resp_command_resumes_byte_by_byte_and_rejects_bad_lines() {
+        let v = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n";
+        assert_eq!(measure(&[Task::RespArray], v).unwrap(), v.len());
+        let mut w = Walker::default();
+        w.start(&[Task::RespArray]);
+        let mut pos = 0;
+        for end in 0..v.len() {
+            assert_eq!(w.walk(&v[..end], &mut pos).unwrap(), Walked::NeedMore);
+        }
+        assert_eq!(w.walk(v, &mut pos).unwrap(), Walked::Done);
+        assert_eq!(pos, v.len());
+        for bad in [
+            &b"*0\r\n"[..],
+            b"*-1\r\n",
+            b"$1\r\n",
+            b"*1\r\n$1\r\nkXX",
+            b"*1\n",
+            b"*1\rx",
+            b"*123456789012345678901234\r\n",
+            b"*99999999999999999999\r\n",
+            b"*1\r\n$-1\r\n",
+        ] {
+            assert!(measure(&[Task::RespArray], bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

