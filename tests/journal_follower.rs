@@ -142,3 +142,77 @@ fn follower_reports_damage_followed_by_written_bytes() {
         other => panic!("expected corruption, got {other:?}"),
     }
 }
+
+/// Bug pinned: a segment whose last frames were damaged and followed by zeros kept the follower
+/// waiting forever ("a preallocated file being filled"), even when the segment could never
+/// grow. Listed as sealed in shard.json and already at its listed length: damage, reported.
+#[test]
+fn follower_reports_a_damaged_end_of_a_segment_listed_as_sealed() {
+    let t = tempfile::tempdir().unwrap();
+    create(t.path());
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    for o in 1..=200u64 {
+        w.command(o, command(o)).unwrap();
+    }
+    w.close().unwrap();
+    let first = segment::list(&t.path().join("shard-000")).unwrap()[0]
+        .1
+        .clone();
+    let mut b = std::fs::read(&first).unwrap();
+    let half = b.len() / 2;
+    b[half..].iter_mut().for_each(|x| *x = 0);
+    std::fs::write(&first, &b).unwrap();
+    let mut f = Follower::new(&t.path().join("shard-000"), Position::ZERO);
+    let mut result = Ok(Vec::new());
+    for _ in 0..3 {
+        result = f.poll();
+        if result.is_err() {
+            break;
+        }
+    }
+    match result {
+        Err(shake::journal::Error::Corruption { file, what, .. }) => {
+            assert_eq!(file, first);
+            assert!(what.contains("lists this segment as sealed"), "{what}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+/// The same damage in a segment not (yet) listed, but followed by a later segment: reported
+/// once the file has not changed for the stall limit; before that, waited on.
+#[test]
+fn follower_reports_a_stalled_segment_followed_by_a_later_one() {
+    let t = tempfile::tempdir().unwrap();
+    create(t.path());
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    for o in 1..=300u64 {
+        w.command(o, command(o)).unwrap();
+    }
+    w.close().unwrap();
+    let shard = t.path().join("shard-000");
+    let segs = segment::list(&shard).unwrap();
+    assert!(segs.len() >= 2, "several segments");
+    let first = segs[0].1.clone();
+    let mut b = std::fs::read(&first).unwrap();
+    let half = b.len() / 2;
+    b[half..].iter_mut().for_each(|x| *x = 0);
+    std::fs::write(&first, &b).unwrap();
+    // as if shard.json had not been copied over yet
+    std::fs::remove_file(shard.join("shard.json")).unwrap();
+    let mut f = Follower::new(&shard, Position::ZERO)
+        .with_stall_limit(std::time::Duration::from_millis(300));
+    let got = f
+        .poll()
+        .expect("first poll delivers the readable frames and waits");
+    assert!(!got.is_empty());
+    assert!(f.poll().unwrap().is_empty(), "still waiting");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    match f.poll() {
+        Err(shake::journal::Error::Corruption { file, what, .. }) => {
+            assert_eq!(file, first);
+            assert!(what.contains("later segment"), "{what}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}

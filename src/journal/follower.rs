@@ -6,7 +6,11 @@
 //! returns what it has and picks up at the same byte on the next [`Follower::poll`]. A frame
 //! that fails its checks but is followed only by zeros (or by the end of the file) is also "not
 //! yet": copy tools may preallocate a file and fill it in place. Damage followed by written
-//! bytes is final, and an error naming file and offset.
+//! bytes is final, and an error naming file and offset. Waiting also ends in that error when
+//! the segment cannot grow any more: `shard.json` lists it as sealed and the file already has
+//! the listed length, or a later segment exists and the file has not changed for
+//! [`STALL_LIMIT`] (a writer only starts a segment after sealing the previous one; a copy tool
+//! may run ahead by a file, not stall on one for that long).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -19,6 +23,10 @@ use super::{Entry, Error, Position, Result};
 /// Most entries one [`Follower::poll`] returns, to bound memory when starting far behind.
 const MAX_BATCH: usize = 65_536;
 
+/// How long an unsealed segment followed by a later one may stay unchanged before its torn
+/// or damaged end is reported as final.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Tails one shard directory. See the module docs.
 pub struct Follower {
     dir: PathBuf,
@@ -26,6 +34,9 @@ pub struct Follower {
     current: Option<(PathBuf, Position, u64)>,
     done: Option<Position>,
     delivered: Option<Position>,
+    /// Where the follower waited last (file, byte offset, file length) and since when.
+    stalled: Option<(PathBuf, u64, u64, std::time::Instant)>,
+    stall_limit: std::time::Duration,
 }
 
 impl Follower {
@@ -37,7 +48,15 @@ impl Follower {
             current: None,
             done: None,
             delivered: None,
+            stalled: None,
+            stall_limit: STALL_LIMIT,
         }
+    }
+
+    /// Replaces [`STALL_LIMIT`] (tests use a short one).
+    pub fn with_stall_limit(mut self, limit: std::time::Duration) -> Self {
+        self.stall_limit = limit;
+        self
     }
 
     /// The last position delivered.
@@ -128,12 +147,64 @@ impl Follower {
             if sealed {
                 self.done = Some(name_pos);
                 self.current = None;
+                self.stalled = None;
             } else {
+                self.check_stall(&file, &path, name_pos, at)?;
                 self.current = Some((path, name_pos, at));
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// The follower stops at byte `at` of the unsealed segment `path`: fine while the segment
+    /// can still grow, an error once it cannot (see the module docs).
+    fn check_stall(&mut self, file: &File, path: &Path, name_pos: Position, at: u64) -> Result<()> {
+        let len = file.metadata().map_err(super::error::io(path))?.len();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Ok(m) = super::manifest::read_shard(&self.dir)
+            && let Some(listed) = m.sealed.iter().find(|s| s.file == name)
+            && len >= listed.bytes
+        {
+            return Err(corrupt(
+                path,
+                at,
+                format!(
+                    "shard.json lists this segment as sealed ({} bytes, all present), but it \
+                     cannot be read past this offset",
+                    listed.bytes
+                ),
+            ));
+        }
+        let same = self
+            .stalled
+            .as_ref()
+            .is_some_and(|(p, a, l, _)| p == path && *a == at && *l == len);
+        if !same {
+            self.stalled = Some((path.to_path_buf(), at, len, std::time::Instant::now()));
+            return Ok(());
+        }
+        let since = self
+            .stalled
+            .as_ref()
+            .map(|s| s.3.elapsed())
+            .unwrap_or_default();
+        if since >= self.stall_limit && segment::list(&self.dir)?.iter().any(|(p, _)| *p > name_pos)
+        {
+            return Err(corrupt(
+                path,
+                at,
+                format!(
+                    "the segment stops here (a torn or damaged frame, {len} bytes in the file) \
+                     and a later segment exists, so it will not be completed; unchanged for {} s",
+                    since.as_secs()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Chooses the segment to read next; false if there is none yet.
