@@ -1,4 +1,10 @@
-//! `shake export PATH --format resp|rdb --out FILE|-`.
+//! `shake export PATH --format resp|rdb|jsonl --out FILE|- [--until-offset N]`.
+//!
+//! Without `--until-offset`, everything is streamed from the journal itself. With it (RDB
+//! only), the state right after the command at that offset is not in the journal as such —
+//! it is the newest snapshot plus the commands up to there — so it is computed exactly by
+//! replaying the journal into a scratch `redis-server` (the one `compare` uses, see
+//! [`crate::compare::scratch`]) and saved from there.
 
 use super::GlobalArgs;
 use crate::exit;
@@ -31,10 +37,76 @@ pub struct ExportArgs {
     /// Output file, or - for standard output.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// With `--format rdb`: the state right after the command at this replication offset
+    /// (snapshot plus commands), computed on a scratch redis-server. For the other formats,
+    /// cut the journal first with `shake filter --until-offset`.
+    #[arg(long, value_name = "N")]
+    pub until_offset: Option<u64>,
+    /// The redis-server used for `--until-offset` (a name on PATH or a path). Use the source's
+    /// version or newer: the RDB it writes is in its own RDB version.
+    #[arg(long, value_name = "PATH", default_value = "redis-server")]
+    pub scratch_server: PathBuf,
+}
+
+/// Writes the state after `offset` as an RDB file: replay into a scratch server, `SAVE`, copy.
+async fn export_rdb_at(args: &ExportArgs, offset: u64) -> anyhow::Result<u8> {
+    use crate::compare::scratch::Scratch;
+    let scratch = Scratch::start(&args.scratch_server).await?;
+    scratch
+        .load(&args.path, Some(offset))
+        .await
+        .with_context(|| format!("rebuilding the state at offset {offset}"))?;
+    let mut conn =
+        crate::net::Connection::connect(scratch.endpoint(), &crate::net::ConnectOptions::default())
+            .await?;
+    let keys: u64 = conn
+        .info("keyspace")
+        .await?
+        .iter()
+        .filter_map(|(_, v)| {
+            v.split(',')
+                .find_map(|p| p.strip_prefix("keys="))?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    conn.request(&["SAVE"]).await?;
+    let dumped = scratch.dir().join("dump.rdb");
+    let bytes = std::fs::read(&dumped)
+        .with_context(|| format!("reading the scratch server's {}", dumped.display()))?;
+    let version = bytes
+        .get(5..9)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or("?")
+        .to_string();
+    if args.out.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes)?;
+        out.flush()?;
+    } else {
+        let tmp = args.out.with_extension("partial");
+        std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &args.out).with_context(|| {
+            format!("cannot rename {} to {}", tmp.display(), args.out.display())
+        })?;
+    }
+    eprintln!(
+        "exported the state at offset {offset}: {keys} keys (RDB {version}, written by the scratch server)"
+    );
+    Ok(exit::SUCCESS)
 }
 
 /// Runs `shake export`.
 pub async fn run(args: ExportArgs, _global: &GlobalArgs) -> anyhow::Result<u8> {
+    if let Some(offset) = args.until_offset {
+        if args.format != ExportFormat::Rdb {
+            anyhow::bail!(
+                "--until-offset applies to --format rdb; for a cut command stream, run \
+                 `shake filter DIR --out CUT --until-offset {offset}` and export CUT"
+            );
+        }
+        return export_rdb_at(&args, offset).await;
+    }
     tokio::task::spawn_blocking(move || -> anyhow::Result<u8> {
         let to_stdout = args.out.as_os_str() == "-";
         let mut sink: Box<dyn Write> = if to_stdout {
