@@ -56,9 +56,14 @@ pub struct ReplayArgs {
     /// Write source db FROM into target db TO (repeatable). Dbs not mapped are kept.
     #[arg(long, value_name = "FROM:TO", value_parser = parse_map)]
     pub map_db: Vec<(u32, u32)>,
-    /// Commands in flight per connection.
+    /// Commands per batch on each connection (a batch is written while the server works on
+    /// the previous one).
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub pipeline: usize,
+    /// Connections per shard and target node (1–64): commands are spread over them by key
+    /// slot, order per key kept; commands spanning them are sent alone (barriers).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub connections: usize,
     /// Parse, route and count without writing anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -136,6 +141,13 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         bail!("--pipeline must be at least 1");
     }
     opts.pipeline = args.pipeline;
+    if !(1..=replay::partition::MAX_CONNECTIONS).contains(&args.connections) {
+        bail!(
+            "--connections must be between 1 and {}",
+            replay::partition::MAX_CONNECTIONS
+        );
+    }
+    opts.connections = args.connections;
     opts.dry_run = args.dry_run;
     opts.max_ops = args.max_ops;
     opts.max_bytes = args.max_bytes;
