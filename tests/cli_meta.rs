@@ -5,7 +5,8 @@ use crate::support::shake_run;
 
 /// Subcommands every generated document must mention.
 const SUBCOMMANDS: [&str; 10] = [
-    "probe", "capture", "verify", "inspect", "filter", "export", "replay", "ship", "receive", "demo",
+    "probe", "capture", "verify", "inspect", "filter", "export", "replay", "ship", "receive",
+    "demo",
 ];
 
 #[test]

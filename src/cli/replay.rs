@@ -92,6 +92,10 @@ pub struct ReplayArgs {
     /// Consecutive failed reconnections before giving up.
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub max_retries: u32,
+    /// Serve Prometheus metrics (per-shard acknowledged offset and lag, commands, failures,
+    /// reconnects) on this address while the replay runs (meant for `--follow`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Seconds between progress lines in log mode.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::units::parse_duration)]
     pub progress_interval: Duration,
@@ -250,9 +254,27 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             }
         })
     };
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+            tracing::info!(%addr, "serving Prometheus metrics");
+            let stats = stats.clone();
+            Some(tokio::spawn(crate::capture::metrics::serve_page(
+                listener,
+                move || replay::metrics::render(&stats),
+            )))
+        }
+        None => None,
+    };
     let started = std::time::Instant::now();
-    let outcome = replay::run(opts.clone(), stop, stats).await?;
+    let outcome = replay::run(opts.clone(), stop, stats).await;
     reporter.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    let outcome = outcome?;
     let s = &outcome.summary;
     let secs = started.elapsed().as_secs_f64();
     println!(

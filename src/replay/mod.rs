@@ -26,12 +26,14 @@
 //! | [`checkpoint`] | the atomic checkpoint file |
 //! | [`rate`] | `--max-ops` / `--max-bytes` token buckets |
 //! | [`report`] | counters, errors by kind, the summary |
+//! | [`metrics`] | the Prometheus page of `--metrics-addr` |
 //!
 //! The user-facing description is `docs/replay.md`.
 
 pub mod checkpoint;
 pub mod error;
 mod lanes;
+pub mod metrics;
 pub mod op;
 pub mod options;
 pub mod partition;
@@ -407,7 +409,7 @@ async fn drive(
         stop: ctx.stop.clone(),
         stats: ctx.stats.clone(),
         addr: standalone_addr.clone(),
-        budget,
+        budget: budget.clone(),
         handle: tokio::runtime::Handle::current(),
     };
     let reader_thread = tokio::task::spawn_blocking(move || read_shard(rctx, tx));
@@ -443,6 +445,9 @@ async fn drive(
     let mut reader_error: Option<Error> = None;
     let result: Result<()> = async {
         loop {
+            if draining && d.rounds.is_empty() {
+                draining = false; // the barrier is acknowledged
+            }
             // an op held back until the open round is sent (and, for a barrier, acknowledged)
             if let Some((op, permit, w)) = waiting.take() {
                 let ready = match w {
@@ -492,9 +497,6 @@ async fn drive(
             if idle && ended {
                 return Ok(());
             }
-            if draining && d.rounds.is_empty() {
-                draining = false;
-            }
             if idle && d.marker_dirty && rx.is_empty() {
                 // caught up: make the checkpoint durable and drop the markers
                 if let Some(c) = &ctx.checkpoint {
@@ -541,6 +543,13 @@ async fn drive(
     let mut result = result;
     if let (Ok(()), Some(e)) = (&result, reader_error) {
         result = Err(e);
+    }
+    // what was not sent gives its memory back; after a failure the reader stops waiting for it
+    drop(inbox);
+    drop(waiting);
+    d.open = Open::new(lanes_n);
+    if result.is_err() {
+        budget.close();
     }
     drop(rx);
     let _ = reader_thread.await;
@@ -1040,12 +1049,7 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
     Ok(())
 }
 
-fn entry(
-    rc: &ReadCtx,
-    st: &mut ReadState,
-    e: journal::Entry,
-    out: &Outbox,
-) -> Result<Step> {
+fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> Result<Step> {
     let pos = e.position;
     let skip = rc.after.is_some_and(|a| pos <= a);
     let stop = || Ok(Step::Stop);

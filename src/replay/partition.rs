@@ -195,7 +195,10 @@ pub fn parse_marker(v: &str) -> Option<(Position, usize)> {
     let mut it = v.split_whitespace();
     let pos = it.next()?.parse().ok()?;
     let lanes = match it.next() {
-        Some(n) => n.parse().ok().filter(|n| (1..=MAX_CONNECTIONS).contains(n))?,
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_CONNECTIONS).contains(n))?,
         None => 1,
     };
     Some((pos, lanes))
@@ -254,10 +257,7 @@ mod tests {
         }
         assert_eq!(lanes.len(), 4, "keys spread over every lane");
         let (a, b) = (&lanes[&0], &lanes[&1]);
-        assert_eq!(
-            lane_of(&op(&[&["MSET", a, "1", b, "2"]]), 4),
-            Lane::Barrier
-        );
+        assert_eq!(lane_of(&op(&[&["MSET", a, "1", b, "2"]]), 4), Lane::Barrier);
         let mut t = op(&[&["INCR", a]]);
         t.unit = Unit::Transaction(t.unit.cmds().to_vec());
         assert_eq!(lane_of(&t, 4), Lane::Barrier);
@@ -266,11 +266,47 @@ mod tests {
     #[test]
     fn fast_path_names_have_one_key_first() {
         for name in [
-            "SET", "SETEX", "PSETEX", "SETNX", "APPEND", "INCR", "INCRBY", "INCRBYFLOAT",
-            "DECR", "DECRBY", "GETSET", "GETDEL", "SETRANGE", "SETBIT", "HSET", "HSETNX",
-            "HMSET", "HDEL", "HINCRBY", "HINCRBYFLOAT", "LPUSH", "RPUSH", "LPOP", "RPOP",
-            "LSET", "LREM", "LTRIM", "SADD", "SREM", "ZADD", "ZREM", "ZINCRBY", "EXPIRE",
-            "PEXPIRE", "EXPIREAT", "PEXPIREAT", "PERSIST", "XADD", "XDEL", "XTRIM", "PFADD",
+            "SET",
+            "SETEX",
+            "PSETEX",
+            "SETNX",
+            "APPEND",
+            "INCR",
+            "INCRBY",
+            "INCRBYFLOAT",
+            "DECR",
+            "DECRBY",
+            "GETSET",
+            "GETDEL",
+            "SETRANGE",
+            "SETBIT",
+            "HSET",
+            "HSETNX",
+            "HMSET",
+            "HDEL",
+            "HINCRBY",
+            "HINCRBYFLOAT",
+            "LPUSH",
+            "RPUSH",
+            "LPOP",
+            "RPOP",
+            "LSET",
+            "LREM",
+            "LTRIM",
+            "SADD",
+            "SREM",
+            "ZADD",
+            "ZREM",
+            "ZINCRBY",
+            "EXPIRE",
+            "PEXPIRE",
+            "EXPIREAT",
+            "PEXPIREAT",
+            "PERSIST",
+            "XADD",
+            "XDEL",
+            "XTRIM",
+            "PFADD",
         ] {
             assert!(single_key(name.as_bytes()), "{name}");
             let argv: Vec<&[u8]> = vec![name.as_bytes(), b"k", b"1", b"2", b"3", b"4", b"5"];
