@@ -348,7 +348,7 @@ async fn drive(
     let mut applied: Vec<Option<Position>> = Vec::new();
     if atomic {
         let mut w = make_writer(0, lanes_n);
-        let values = retry(&ctx, &mut w, |w| {
+        let values = retry(ctx, &mut w, |w| {
             let names = family.clone();
             Box::pin(async move { w.read_markers(&names).await })
         })
@@ -520,7 +520,7 @@ async fn drive(
                     done.result?;
                     count(&ctx.stats, &done.ops);
                     if let Some(id) = done.round {
-                        d.acked(&ctx, id, acked);
+                        d.acked(ctx, id, acked);
                     }
                 }
                 msg = rx.recv(), if accept => match msg {
