@@ -134,10 +134,14 @@ async fn begin(
     b: Batch,
     done: &mpsc::UnboundedSender<Done>,
 ) -> bool {
-    let n: u64 = b.ops.iter().map(|o| o.len() as u64).sum();
-    let bytes: u64 = b.ops.iter().map(Op::wire_len).sum();
-    ctx.buckets.0.take(n).await;
-    ctx.buckets.1.take(bytes).await;
+    if ctx.buckets.0.limited() {
+        let n: u64 = b.ops.iter().map(|o| o.len() as u64).sum();
+        ctx.buckets.0.take(n).await;
+    }
+    if ctx.buckets.1.limited() {
+        let bytes: u64 = b.ops.iter().map(Op::wire_len).sum();
+        ctx.buckets.1.take(bytes).await;
+    }
     let pending = match writer.begin(&b.ops).await {
         Ok(p) => Some(p),
         Err(Failure::Connection(e)) => {

@@ -211,7 +211,7 @@ struct ShardCtx {
 /// Bytes of converted ops allowed between the journal reader and the target (in KiB permits),
 /// so big values cannot pile up in the channel: memory stays bounded whatever the journal.
 const INFLIGHT_KIB: u32 = 128 * 1024;
-/// A batch stops growing at this many bytes, whatever `--pipeline` says.
+/// A round stops growing at this many bytes (counted in its ops' memory permits), whatever `--pipeline` says.
 const BATCH_BYTES: u64 = 16 << 20;
 
 fn kib(op: &Op) -> u32 {
@@ -664,7 +664,9 @@ impl Open {
 
     fn push(&mut self, lane: usize, op: Op, permit: Permit) {
         self.cmds[lane] += op.len();
-        self.bytes += op.wire_len();
+        // the op's memory permits (KiB, at least one) stand for its size: no pass over its
+        // arguments here
+        self.bytes += permit.num_permits() as u64 * 1024;
         self.phase = Some(op.phase);
         self.last = Some(op.position);
         self.ops[lane].push(op);
