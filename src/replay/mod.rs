@@ -5,9 +5,11 @@
 //! # Flow
 //! Per shard, a blocking thread reads the journal (one frame at a time: memory is bounded by a
 //! frame plus the largest value, never the journal) and converts records into [`op::Op`]s; an
-//! async task batches them (`--pipeline` commands), rate-limits, sends them through a
-//! [`writer::Writer`] that checks every reply, and advances the shard's checkpoint only past
-//! batches the target fully acknowledged. Shards run in parallel; order within a shard is exact.
+//! async dispatcher spreads them by key slot over `--connections` lanes ([`partition`]), each
+//! a task with its own [`writer::Writer`] that batches (`--pipeline` commands), rate-limits,
+//! sends and checks every reply; ops spanning lanes go alone as barriers. The dispatcher
+//! advances the shard's checkpoint only past rounds every lane fully acknowledged. Shards run
+//! in parallel; order per key (and of everything spanning keys) within a shard is exact.
 //!
 //! # Layout
 //!
