@@ -439,7 +439,16 @@ fn follow_mode_with_capture_running() {
             .unwrap_or(false)
     });
     let target = Server::start("7.0");
-    let rep = spawn_shake(&["replay", &jt, "--target", &target.url(), "--follow"]);
+    let metrics = format!("127.0.0.1:{}", crate::support::free_port());
+    let rep = spawn_shake(&[
+        "replay",
+        &jt,
+        "--target",
+        &target.url(),
+        "--follow",
+        "--metrics-addr",
+        &metrics,
+    ]);
     let start = std::time::Instant::now();
     let mut i = 0;
     while start.elapsed() < Duration::from_secs(2) {
@@ -460,6 +469,19 @@ fn follow_mode_with_capture_running() {
     );
     // the marker key is dropped once the checkpoint holds the position
     wait_until(10, "equal digests", || digest(&mut sc) == digest(&mut tc));
+    // --metrics-addr: the Prometheus page shows the shard's progress and the counters
+    wait_until(10, "metrics of the shard", || {
+        use std::io::{Read, Write};
+        let Ok(mut sock) = std::net::TcpStream::connect(&metrics) else {
+            return false;
+        };
+        let _ = sock.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        let mut page = String::new();
+        let _ = sock.read_to_string(&mut page);
+        page.contains("shake_replay_lag_bytes{shard=\"shard-000\"} ")
+            && !page.contains("shake_replay_acked_offset{shard=\"shard-000\"} 0\n")
+            && !page.contains("shake_replay_commands_total 0\n")
+    });
     kill(rep.id(), "TERM");
     let out = finish(rep);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
@@ -865,5 +887,217 @@ fn kill9_during_the_snapshot_then_resume_on_both_paths() {
             out.stdout
         );
         assert_eq!(digest(&mut sc), digest(&mut tc), "--restore {restore}");
+    }
+}
+
+/// Stream traffic spread over many keys, so that `--connections N` puts it on every lane, with
+/// what must be a barrier interleaved: multi-key commands across lanes, transactions, a
+/// script, `FLUSHDB`, `SWAPDB` and `SELECT`s.
+fn many_key_writes(c: &mut Client, rounds: usize) {
+    for i in 0..rounds {
+        let k = i % 37;
+        c.cmd(&["INCR", &format!("counter:{k}")]);
+        c.cmd(&["RPUSH", &format!("list:{}", i % 23), &i.to_string()]);
+        c.cmd(&["SET", &format!("str:{i}"), &format!("v{i}")]);
+        if i % 50 == 7 {
+            c.cmd(&[
+                "MSET",
+                &format!("m:{i}"),
+                "1",
+                &format!("counter:{k}"),
+                "100",
+            ]);
+            c.cmd(&["DEL", &format!("str:{}", i / 2), &format!("list:{}", i % 5)]);
+        }
+        if i % 97 == 11 {
+            c.cmd(&["MULTI"]);
+            c.cmd(&["INCR", &format!("counter:{k}")]);
+            c.cmd(&["LPUSH", &format!("list:{}", (i + 3) % 23), "tx"]);
+            c.cmd(&["EXEC"]);
+            c.cmd(&[
+                "EVAL",
+                "redis.call('INCRBY', KEYS[1], 5) return redis.call('RPUSH', KEYS[2], 'e')",
+                "2",
+                &format!("counter:{}", (k + 1) % 37),
+                &format!("list:{}", (i + 7) % 23),
+            ]);
+        }
+        if i % 211 == 100 {
+            c.cmd(&["SELECT", "3"]);
+            c.cmd(&["INCR", &format!("counter:{k}")]);
+            c.cmd(&["FLUSHDB"]);
+            c.cmd(&["SET", "after-flush", &i.to_string()]);
+            c.cmd(&["SELECT", "0"]);
+        }
+        if i == rounds / 2 {
+            c.cmd(&["SELECT", "5"]);
+            c.cmd(&["SET", "in5", "x"]);
+            c.cmd(&["SELECT", "0"]);
+            c.cmd(&["SWAPDB", "3", "5"]);
+        }
+    }
+}
+
+/// Every db's digest of a server (`DEBUG DIGEST` covers all dbs).
+fn assert_same_data(sc: &mut Client, tc: &mut Client) {
+    for db in ["0", "3", "5"] {
+        sc.cmd(&["SELECT", db]);
+        tc.cmd(&["SELECT", db]);
+        assert_eq!(sc.cmd(&["DBSIZE"]), tc.cmd(&["DBSIZE"]), "db {db}");
+    }
+    sc.cmd(&["SELECT", "0"]);
+    tc.cmd(&["SELECT", "0"]);
+    assert_eq!(digest(sc), digest(tc), "{:?}", differing_keys(sc, tc));
+}
+
+/// `--connections 4` (and 1, and 7) on a stream whose commands touch many keys with barriers
+/// interleaved: the target ends equal to the source, in bulk without checkpoint and in the
+/// default mode (atomic marker batches per connection), and no marker key is left behind.
+#[test]
+fn several_connections_keep_order_per_key_and_barriers() {
+    let source = Server::start("7.0");
+    populate_every_type(&mut source.client());
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| many_key_writes(c, 1500));
+    let mut sc = source.client();
+    for (conns, extra) in [
+        ("4", &["--no-checkpoint"][..]),
+        ("4", &[][..]),
+        ("1", &[][..]),
+        ("7", &["--pipeline", "16"][..]),
+    ] {
+        let target = Server::start("7.0");
+        let mut args = vec!["--connections", conns];
+        args.extend_from_slice(extra);
+        let out = replay(&j, &target.url(), &args);
+        assert_eq!(
+            out.code, 0,
+            "{conns} {extra:?}\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        let mut tc = target.client();
+        assert_same_data(&mut sc, &mut tc);
+        assert!(
+            tc.cmd(&["KEYS", "shake-replay:*"])
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "markers left behind"
+        );
+    }
+}
+
+/// kill -9 of a replay with several connections, three times mid-stream, then a resume: the
+/// per-connection markers make every INCR/RPUSH land exactly once. The last resume asks for
+/// another connection count: the interrupted run's is adopted, so its markers still apply.
+#[test]
+fn kill9_with_several_connections_then_resume_applies_nothing_twice() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| many_key_writes(c, 2500));
+    let target = Server::start("7.0");
+    let jt = j.to_str().unwrap().to_string();
+    let url = target.url();
+    for round in 0..3 {
+        let child = spawn_shake(&[
+            "replay",
+            &jt,
+            "--target",
+            &url,
+            "--connections",
+            "4",
+            "--pipeline",
+            "32",
+            "--max-ops",
+            "1000",
+        ]);
+        std::thread::sleep(Duration::from_millis(500 + round * 300));
+        kill(child.id(), "KILL");
+        let _ = finish(child);
+    }
+    let mut sc = source.client();
+    let mut tc = target.client();
+    assert!(
+        !tc.cmd(&["KEYS", "shake-replay:*"])
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the kills must land mid-stream (markers present)"
+    );
+    let out = replay(&j, &url, &["--connections", "2", "-v"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("resuming with as many"),
+        "the interrupted run's connection count is adopted: {}",
+        out.stderr
+    );
+    for k in 0..37 {
+        let key = format!("counter:{k}");
+        assert_eq!(tc.cmd(&["GET", &key]), sc.cmd(&["GET", &key]), "{key}");
+    }
+    for l in 0..23 {
+        let key = format!("list:{l}");
+        assert_eq!(tc.cmd(&["LLEN", &key]), sc.cmd(&["LLEN", &key]), "{key}");
+    }
+    assert_same_data(&mut sc, &mut tc);
+    assert!(
+        tc.cmd(&["KEYS", "shake-replay:*"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A cluster target with several connections per node: the stream of many keys (multi-key
+/// commands split per slot or sent as barriers, transactions, a script on one slot) ends with
+/// every key equal to the source's.
+#[test]
+fn several_connections_onto_a_cluster() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| {
+        for i in 0..1500 {
+            c.cmd(&["INCR", &format!("counter:{}", i % 41)]);
+            c.cmd(&["RPUSH", &format!("list:{}", i % 17), &i.to_string()]);
+            c.cmd(&["SET", &format!("str:{i}"), "v"]);
+            if i % 40 == 3 {
+                c.cmd(&["DEL", &format!("str:{}", i / 2), &format!("str:{}", i / 3)]);
+                c.cmd(&["MSET", "{t}a", &i.to_string(), "{t}b", "x"]);
+                c.cmd(&["MULTI"]);
+                c.cmd(&["INCR", "{t}n"]);
+                c.cmd(&["RPUSH", "{t}l", "x"]);
+                c.cmd(&["EXEC"]);
+                c.cmd(&["EVAL", "return redis.call('INCR', KEYS[1])", "1", "{t}e"]);
+            }
+        }
+    });
+    let cluster = Cluster::start("7.0", 3, 0);
+    let out = replay(
+        &j,
+        &cluster.url(),
+        &["--connections", "4", "--pipeline", "64"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let mut sc = source.client();
+    let keys = sc.cmd(&["KEYS", "*"]);
+    let keys = keys.as_array().unwrap();
+    let mut total = 0;
+    for m in cluster.masters() {
+        total += m.client().cmd(&["DBSIZE"]).as_int().unwrap();
+    }
+    assert_eq!(total, keys.len() as i64);
+    for k in keys {
+        let k = k.as_str().unwrap();
+        let want = sc.cmd(&["DEBUG", "DIGEST-VALUE", k]);
+        let holder = cluster
+            .masters()
+            .into_iter()
+            .find(|m| m.client().try_cmd(&["EXISTS", k]).unwrap().as_int() == Some(1))
+            .unwrap_or_else(|| panic!("{k} missing"));
+        assert_eq!(
+            holder.client().cmd(&["DEBUG", "DIGEST-VALUE", k]),
+            want,
+            "{k}"
+        );
     }
 }

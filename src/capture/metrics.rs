@@ -100,11 +100,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shards: Vec<(String, Arc<Mutex<ShardStatus>>)>,
 ) {
+    serve_page(listener, move || render(&shards)).await
+}
+
+/// Serves the page `render` builds at each request on `listener` until the task is aborted:
+/// the HTTP side shared by every command with `--metrics-addr` (capture, replay).
+pub async fn serve_page(listener: tokio::net::TcpListener, render: impl Fn() -> String) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
         };
-        let body = render(&shards);
+        let body = render();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let _ =

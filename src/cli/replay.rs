@@ -56,9 +56,14 @@ pub struct ReplayArgs {
     /// Write source db FROM into target db TO (repeatable). Dbs not mapped are kept.
     #[arg(long, value_name = "FROM:TO", value_parser = parse_map)]
     pub map_db: Vec<(u32, u32)>,
-    /// Commands in flight per connection.
+    /// Commands per batch on each connection (a batch is written while the server works on
+    /// the previous one).
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub pipeline: usize,
+    /// Connections per shard and target node (1–64): commands are spread over them by key
+    /// slot, order per key kept; commands spanning them are sent alone (barriers).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub connections: usize,
     /// Parse, route and count without writing anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -87,6 +92,10 @@ pub struct ReplayArgs {
     /// Consecutive failed reconnections before giving up.
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub max_retries: u32,
+    /// Serve Prometheus metrics (per-shard acknowledged offset and lag, commands, failures,
+    /// reconnects) on this address while the replay runs (meant for `--follow`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Seconds between progress lines in log mode.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::units::parse_duration)]
     pub progress_interval: Duration,
@@ -136,6 +145,13 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         bail!("--pipeline must be at least 1");
     }
     opts.pipeline = args.pipeline;
+    if !(1..=replay::partition::MAX_CONNECTIONS).contains(&args.connections) {
+        bail!(
+            "--connections must be between 1 and {}",
+            replay::partition::MAX_CONNECTIONS
+        );
+    }
+    opts.connections = args.connections;
     opts.dry_run = args.dry_run;
     opts.max_ops = args.max_ops;
     opts.max_bytes = args.max_bytes;
@@ -238,9 +254,27 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             }
         })
     };
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+            tracing::info!(%addr, "serving Prometheus metrics");
+            let stats = stats.clone();
+            Some(tokio::spawn(crate::capture::metrics::serve_page(
+                listener,
+                move || replay::metrics::render(&stats),
+            )))
+        }
+        None => None,
+    };
     let started = std::time::Instant::now();
-    let outcome = replay::run(opts.clone(), stop, stats).await?;
+    let outcome = replay::run(opts.clone(), stop, stats).await;
     reporter.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    let outcome = outcome?;
     let s = &outcome.summary;
     let secs = started.elapsed().as_secs_f64();
     println!(

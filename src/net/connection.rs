@@ -239,6 +239,15 @@ impl Connection {
         }
     }
 
+    /// The next frame if it is already in the read buffer (no system call, no timer): replies
+    /// of a pipelined batch mostly arrive many at a time.
+    pub fn buffered_frame(&mut self) -> Result<Option<(Frame, usize)>, Error> {
+        resp::decode(&mut self.rbuf, &self.options.limits).map_err(|source| Error::Protocol {
+            addr: self.endpoint.addr(),
+            cause: source,
+        })
+    }
+
     /// Reads more bytes from the socket into the read buffer; an orderly close is an error
     /// (`UnexpectedEof`), since every caller was expecting more.
     pub async fn read_more(&mut self) -> Result<usize, Error> {

@@ -5,9 +5,11 @@
 //! # Flow
 //! Per shard, a blocking thread reads the journal (one frame at a time: memory is bounded by a
 //! frame plus the largest value, never the journal) and converts records into [`op::Op`]s; an
-//! async task batches them (`--pipeline` commands), rate-limits, sends them through a
-//! [`writer::Writer`] that checks every reply, and advances the shard's checkpoint only past
-//! batches the target fully acknowledged. Shards run in parallel; order within a shard is exact.
+//! async dispatcher spreads them by key slot over `--connections` lanes ([`partition`]), each
+//! a task with its own [`writer::Writer`] that batches (`--pipeline` commands), rate-limits,
+//! sends and checks every reply; ops spanning lanes go alone as barriers. The dispatcher
+//! advances the shard's checkpoint only past rounds every lane fully acknowledged. Shards run
+//! in parallel; order per key (and of everything spanning keys) within a shard is exact.
 //!
 //! # Layout
 //!
@@ -20,17 +22,23 @@
 //! | [`snapshot`] | snapshot keys → RESTORE or rewrite, conflict policy, expired keys |
 //! | [`stream`] | commands/transactions → ops: db mapping, key positions, absolute expiries, cluster splits |
 //! | [`router`] | cluster slot map, MOVED/ASK |
+//! | [`partition`] | which connection (lane) an op goes to; barriers; per-lane markers |
+//! | `lanes` | one connection set of a shard: a task sending its batches, reading their replies |
 //! | [`writer`] | pipelined batches per node, reply checking, atomic marker batches |
 //! | [`checkpoint`] | the atomic checkpoint file |
 //! | [`rate`] | `--max-ops` / `--max-bytes` token buckets |
 //! | [`report`] | counters, errors by kind, the summary |
+//! | [`metrics`] | the Prometheus page of `--metrics-addr` |
 //!
 //! The user-facing description is `docs/replay.md`.
 
 pub mod checkpoint;
 pub mod error;
+mod lanes;
+pub mod metrics;
 pub mod op;
 pub mod options;
+pub mod partition;
 pub mod plan;
 pub mod rate;
 pub mod report;
@@ -53,6 +61,7 @@ use crate::journal::{self, Position, Record, RecoveryMode, ShardReader};
 
 use checkpoint::{Checkpoint, Phase};
 use op::Op;
+use partition::{Lane, Marker};
 use plan::TargetInfo;
 use rate::Bucket;
 use router::SlotMap;
@@ -161,7 +170,7 @@ pub async fn run(opts: ReplayOptions, stop: Arc<AtomicBool>, stats: Arc<Stats>) 
             journal_id: manifest.created_unix_ms,
             journal_shards: manifest.shards.len(),
         };
-        tasks.push((shard, tokio::spawn(replay_shard(ctx))));
+        tasks.push((shard, tokio::spawn(replay_shard(Arc::new(ctx)))));
     }
     let mut outcomes = Vec::new();
     for (shard, t) in tasks {
@@ -204,7 +213,7 @@ struct ShardCtx {
 /// Bytes of converted ops allowed between the journal reader and the target (in KiB permits),
 /// so big values cannot pile up in the channel: memory stays bounded whatever the journal.
 const INFLIGHT_KIB: u32 = 128 * 1024;
-/// A batch stops growing at this many bytes, whatever `--pipeline` says.
+/// A round stops growing at this many bytes (counted in its ops' memory permits), whatever `--pipeline` says.
 const BATCH_BYTES: u64 = 16 << 20;
 
 fn kib(op: &Op) -> u32 {
@@ -212,13 +221,14 @@ fn kib(op: &Op) -> u32 {
 }
 
 enum Msg {
-    Op(Op, tokio::sync::OwnedSemaphorePermit),
+    /// Converted ops, in journal order, each with its share of the memory budget.
+    Ops(Vec<(Op, Permit)>),
     /// The journal's end (bulk) was reached.
     End,
     Error(Error),
 }
 
-async fn replay_shard(ctx: ShardCtx) -> ShardOutcome {
+async fn replay_shard(ctx: Arc<ShardCtx>) -> ShardOutcome {
     let mut acked = None;
     let mut dry = Default::default();
     let error = drive(&ctx, &mut acked, &mut dry).await.err();
@@ -282,7 +292,7 @@ fn last_complete_epoch(reader: &ShardReader, shard: &str) -> Result<(u64, Positi
 }
 
 async fn drive(
-    ctx: &ShardCtx,
+    ctx: &Arc<ShardCtx>,
     acked: &mut Option<Position>,
     dry: &mut std::collections::BTreeMap<String, u64>,
 ) -> Result<()> {
@@ -301,21 +311,29 @@ async fn drive(
     }
     let standalone_addr = opts.target.addr();
     let map = SlotMap::new(&ctx.target.topology, &standalone_addr);
-    let marker = ctx
-        .checkpoint
-        .as_ref()
-        .map(|_| format!("shake-replay:{}:{}", ctx.journal_id, shard).into_bytes());
-    let mut writer = Writer::new(
-        &shard,
-        &opts.target,
-        &opts.connect,
-        map,
-        opts.dry_run,
-        ctx.stats.clone(),
-        marker,
-    );
-    // Where to resume: the checkpoint, or the marker when it is further (a crash after the
-    // target applied a batch but before the checkpoint file recorded it).
+    // Exactly-once on a standalone target: every lane's batches carry its marker (see
+    // `partition`). A cluster cannot hold a transaction across slots: no markers there.
+    let atomic = ctx.checkpoint.is_some() && !opts.dry_run && !map.is_cluster();
+    let family = partition::marker_family(ctx.journal_id, &shard);
+    let mut lanes_n = opts.connections.clamp(1, partition::MAX_CONNECTIONS);
+    let make_writer = |lane: usize, lanes: usize| {
+        Writer::new(
+            &shard,
+            &opts.target,
+            &opts.connect,
+            map.clone(),
+            opts.dry_run,
+            ctx.stats.clone(),
+            atomic.then(|| Marker {
+                key: partition::marker_key(ctx.journal_id, &shard, lane),
+                lanes,
+                family: family.clone(),
+            }),
+        )
+    };
+    // Where to resume: after the checkpoint; and, per lane, after its marker when that is
+    // further (a crash after the target applied a batch but before the checkpoint file
+    // recorded it).
     let mut after: Option<Position> = None;
     if let Some(state) = ctx.checkpoint.as_ref().and_then(|c| c.get(&shard)) {
         let p = state.position();
@@ -329,14 +347,39 @@ async fn drive(
             )));
         }
     }
-    if writer.atomic() {
-        let m = retry(ctx, &mut writer, |w| Box::pin(w.marker_position())).await?;
-        if let Some(m) = m
-            && m.epoch == epoch
-            && after.is_none_or(|a| m > a)
-        {
-            tracing::info!(shard = %shard, marker = %m, "the target applied a batch the checkpoint had not recorded: resuming after it");
-            after = Some(m);
+    let mut applied: Vec<Option<Position>> = Vec::new();
+    if atomic {
+        let mut w = make_writer(0, lanes_n);
+        let values = retry(ctx, &mut w, |w| {
+            let names = family.clone();
+            Box::pin(async move { w.read_markers(&names).await })
+        })
+        .await?;
+        let found: Vec<(usize, Position, usize)> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(lane, v)| {
+                let (p, n) = partition::parse_marker(v.as_deref()?)?;
+                (p.epoch == epoch && after.is_none_or(|a| p > a)).then_some((lane, p, n))
+            })
+            .collect();
+        if let Some(&(_, _, n)) = found.first() {
+            if found.iter().any(|f| f.2 != n) {
+                return Err(Error::Invalid(format!(
+                    "shard {shard}: the target holds replay markers of runs with different --connections: resume cannot tell what was applied"
+                )));
+            }
+            if n != lanes_n {
+                tracing::warn!(shard = %shard, connections = n, "the interrupted run used {n} connections: resuming with as many, so that its markers apply");
+                lanes_n = n;
+            }
+            applied = vec![None; lanes_n];
+            for (lane, p, _) in found {
+                if lane < lanes_n {
+                    tracing::info!(shard = %shard, lane, marker = %p, "the target applied batches the checkpoint had not recorded: not sending them again");
+                    applied[lane] = Some(p);
+                }
+            }
         }
     }
     if let Some(a) = after {
@@ -345,7 +388,7 @@ async fn drive(
     }
     drop(reader);
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(4096);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(16);
     let budget = Arc::new(tokio::sync::Semaphore::new(INFLIGHT_KIB as usize));
     let rctx = ReadCtx {
         shard: shard.clone(),
@@ -368,214 +411,363 @@ async fn drive(
         stop: ctx.stop.clone(),
         stats: ctx.stats.clone(),
         addr: standalone_addr.clone(),
-        budget,
+        budget: budget.clone(),
         handle: tokio::runtime::Handle::current(),
     };
     let reader_thread = tokio::task::spawn_blocking(move || read_shard(rctx, tx));
 
-    let pipeline = opts.pipeline.max(1);
-    let mut pending: Option<(Op, Permit)> = None;
-    let mut marker_dirty = false;
-    let mut result = Ok(());
-    // Batches written whose replies are not read yet (at most two: the server works on one
-    // while the next is written). `None`: the connection broke, resend (marker-checked).
-    let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<lanes::Done>();
+    let mut lane_tx = Vec::new();
+    let mut lane_tasks = Vec::new();
+    for lane in 0..lanes_n {
+        let (jtx, jrx) = tokio::sync::mpsc::channel(MAX_ROUNDS + 2);
+        lane_tasks.push(tokio::spawn(lanes::run(
+            ctx.clone(),
+            make_writer(lane, lanes_n),
+            jrx,
+            done_tx.clone(),
+        )));
+        lane_tx.push(jtx);
+    }
+    drop(done_tx);
+
+    let mut d = Dispatch {
+        lanes: lanes_n,
+        pipeline: opts.pipeline.max(1),
+        open: Open::new(lanes_n),
+        rounds: VecDeque::new(),
+        next_round: 0,
+        atomic,
+        marker_dirty: false,
+    };
+    let mut waiting: Option<(Op, Permit, Wait)> = None;
+    let mut inbox: VecDeque<(Op, Permit)> = VecDeque::new();
+    let mut draining = false;
     let mut ended = false;
-    let mut keep_none = false;
     let mut reader_error: Option<Error> = None;
-    'outer: loop {
-        let mut batch: Vec<Op> = Vec::new();
-        let mut permits = Vec::new();
-        let mut cmds = 0usize;
-        let mut bytes = 0u64;
-        if let Some((op, permit)) = pending.take() {
-            cmds += op.len();
-            bytes += op.wire_len();
-            batch.push(op);
-            permits.push(permit);
-        }
-        while !ended && cmds < pipeline && bytes < BATCH_BYTES {
-            let msg = if batch.is_empty() && inflight.is_empty() {
-                // idle: caught up. Make the checkpoint durable and drop the marker.
-                if marker_dirty && rx.is_empty() {
-                    if let Some(c) = &ctx.checkpoint
-                        && let Err(e) = c.save()
-                    {
-                        result = Err(e);
-                        break 'outer;
-                    }
-                    if let Err(e) = retry(ctx, &mut writer, |w| Box::pin(w.clear_marker())).await {
-                        result = Err(e);
-                        break 'outer;
-                    }
-                    marker_dirty = false;
-                }
-                rx.recv().await
-            } else {
-                match rx.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                    Err(_) => None,
-                }
-            };
-            match msg {
-                None | Some(Msg::End) => {
-                    ended = true;
-                    break;
-                }
-                Some(Msg::Error(e)) => {
-                    // finish what is in flight (so the checkpoint covers it), then stop
-                    reader_error = Some(e);
-                    ended = true;
-                    break;
-                }
-                Some(Msg::Op(op, permit)) => {
-                    let phase_change = batch.last().is_some_and(|l| l.phase != op.phase);
-                    if op.guard.is_some() || phase_change {
-                        if batch.is_empty() {
-                            batch.push(op);
-                            permits.push(permit);
-                        } else {
-                            pending = Some((op, permit));
+    let result: Result<()> = async {
+        loop {
+            if draining && d.rounds.is_empty() {
+                draining = false; // the barrier is acknowledged
+            }
+            // an op held back until the open round is sent (and, for a barrier, acknowledged)
+            if let Some((op, permit, w)) = waiting.take() {
+                let ready = match w {
+                    Wait::Phase(_) => d.open.is_empty(),
+                    Wait::Alone(_) => d.open.is_empty() && d.rounds.len() < MAX_ROUNDS,
+                    Wait::Barrier => d.open.is_empty() && d.rounds.is_empty(),
+                };
+                if !ready {
+                    waiting = Some((op, permit, w));
+                } else {
+                    match w {
+                        Wait::Phase(lane) => d.open.push(lane, op, permit),
+                        Wait::Alone(lane) => {
+                            d.open.push(lane, op, permit);
+                            d.dispatch(&lane_tx).await?;
                         }
+                        Wait::Barrier => {
+                            d.open.push(0, op, permit);
+                            d.dispatch(&lane_tx).await?;
+                            draining = true;
+                        }
+                    }
+                    continue;
+                }
+            }
+            if !inbox.is_empty() && waiting.is_none() && !draining && !d.open.full(d.pipeline) {
+                while let Some((op, permit)) = inbox.pop_front() {
+                    place(&mut d, &mut waiting, &applied, op, permit);
+                    if waiting.is_some() || d.open.full(d.pipeline) {
                         break;
                     }
-                    cmds += op.len();
-                    bytes += op.wire_len();
-                    batch.push(op);
-                    permits.push(permit);
                 }
+                continue;
             }
-        }
-        let guarded = batch.first().is_some_and(|o| o.guard.is_some());
-        let formed = !batch.is_empty() && !guarded;
-        if formed {
-            let n = cmds as u64;
-            ctx.buckets.0.take(n).await;
-            ctx.buckets.1.take(bytes).await;
-            let p = match writer.begin(&batch).await {
-                Ok(p) => Some(p),
-                Err(Failure::Fatal(e)) => {
-                    result = Err(e);
-                    break 'outer;
-                }
-                Err(Failure::Connection(e)) => {
-                    if let Err(e) = recover(ctx, &mut writer, &mut RetryState::default(), e).await {
-                        result = Err(e);
-                        break 'outer;
-                    }
-                    for f in inflight.iter_mut() {
-                        f.pending = None;
-                    }
-                    None
-                }
-            };
-            let broken = p.is_none();
-            inflight.push_back(InFlight {
-                batch: std::mem::take(&mut batch),
-                _permits: std::mem::take(&mut permits),
-                pending: p,
-            });
-            if broken {
-                // resend everything in flight, in order, before writing anything new
-                keep_none = true;
+            if !d.open.is_empty()
+                && d.rounds.len() < MAX_ROUNDS
+                && (d.open.full(d.pipeline)
+                    || waiting.is_some()
+                    || ended
+                    || (rx.is_empty() && inbox.is_empty() && d.rounds.len() < 2))
+            {
+                d.dispatch(&lane_tx).await?;
+                continue;
             }
-        }
-        // Read replies: keep one batch in flight while more are coming (none after a failure:
-        // what was in flight is resent in order first).
-        let keep = if keep_none {
-            0
-        } else {
-            usize::from(formed && !guarded && !ended)
-        };
-        keep_none = false;
-        while inflight.len() > if keep_none { 0 } else { keep } {
-            let mut f = inflight.pop_front().expect("non-empty");
-            let res = match f.pending.take() {
-                Some(p) => match writer.finish(&f.batch, p).await {
-                    Err(Failure::Connection(e)) => {
-                        match recover(ctx, &mut writer, &mut RetryState::default(), e).await {
-                            Ok(()) => {
-                                for g in inflight.iter_mut() {
-                                    g.pending = None;
-                                }
-                                keep_none = true;
-                                send(ctx, &mut writer, &mut f.batch, true).await
-                            }
-                            Err(e) => Err(e),
-                        }
+            let idle =
+                d.open.is_empty() && waiting.is_none() && d.rounds.is_empty() && inbox.is_empty();
+            if idle && ended {
+                return Ok(());
+            }
+            if idle && d.marker_dirty && rx.is_empty() {
+                // caught up: make the checkpoint durable and drop the markers
+                if let Some(c) = &ctx.checkpoint {
+                    c.save()?;
+                }
+                clear_markers(&lane_tx, &mut done_rx).await?;
+                d.marker_dirty = false;
+                continue;
+            }
+            let accept = !ended
+                && inbox.is_empty()
+                && waiting.is_none()
+                && !draining
+                && !d.open.full(d.pipeline);
+            tokio::select! {
+                biased;
+                done = done_rx.recv(), if !d.rounds.is_empty() => {
+                    let Some(done) = done else {
+                        return Err(Error::Invalid(format!("shard {shard}: every connection task ended")));
+                    };
+                    done.result?;
+                    count(&ctx.stats, &done.ops);
+                    if let Some(id) = done.round {
+                        d.acked(ctx, id, acked);
                     }
-                    Err(Failure::Fatal(e)) => Err(e),
-                    Ok(()) => Ok(()),
+                }
+                msg = rx.recv(), if accept => match msg {
+                    None | Some(Msg::End) => ended = true,
+                    Some(Msg::Error(e)) => {
+                        // finish what is in flight (so the checkpoint covers it), then stop
+                        reader_error = Some(e);
+                        ended = true;
+                    }
+                    Some(Msg::Ops(ops)) => inbox.extend(ops),
                 },
-                None => send(ctx, &mut writer, &mut f.batch, true).await,
-            };
-            if let Err(e) = res {
-                result = Err(e);
-                break 'outer;
+                else => {
+                    return Err(Error::Invalid(format!("shard {shard}: replay dispatcher stalled (a bug)")));
+                }
             }
-            ack(ctx, &writer, acked, &f.batch, &mut marker_dirty);
-        }
-        if guarded {
-            if let Err(e) = send(ctx, &mut writer, &mut batch, false).await {
-                result = Err(e);
-                break 'outer;
-            }
-            ack(ctx, &writer, acked, &batch, &mut marker_dirty);
-        }
-        drop(permits);
-        if ended && pending.is_none() && inflight.is_empty() {
-            break;
         }
     }
+    .await;
+    tracing::debug!(shard = %shard, rounds = d.next_round, lanes = lanes_n, "dispatch ended");
+    let mut result = result;
     if let (Ok(()), Some(e)) = (&result, reader_error) {
         result = Err(e);
     }
+    // what was not sent gives its memory back; after a failure the reader stops waiting for it
+    drop(inbox);
+    drop(waiting);
+    d.open = Open::new(lanes_n);
+    if result.is_err() {
+        budget.close();
+    }
     drop(rx);
     let _ = reader_thread.await;
-    if marker_dirty && (result.is_ok() || matches!(result, Err(Error::Journal { .. }))) {
+    if d.marker_dirty
+        && d.rounds.is_empty()
+        && (result.is_ok() || matches!(result, Err(Error::Journal { .. })))
+    {
         if let Some(c) = &ctx.checkpoint {
             c.save()?;
         }
-        retry(ctx, &mut writer, |w| Box::pin(w.clear_marker())).await?;
+        clear_markers(&lane_tx, &mut done_rx).await?;
     }
-    *dry = writer.dry_counts.clone();
+    drop(lane_tx);
+    for t in lane_tasks {
+        if let Ok(w) = t.await {
+            for (node, n) in &w.dry_counts {
+                *dry.entry(node.clone()).or_default() += n;
+            }
+        }
+    }
     result
 }
 
-type Permit = tokio::sync::OwnedSemaphorePermit;
-
-struct InFlight {
-    batch: Vec<Op>,
-    _permits: Vec<Permit>,
-    pending: Option<writer::Pending>,
-}
-
-/// Records that the target acknowledged `batch`.
-fn ack(
-    ctx: &ShardCtx,
-    writer: &Writer,
-    acked: &mut Option<Position>,
-    batch: &[Op],
-    marker_dirty: &mut bool,
+/// Puts an op from the reader into the open round, or holds it back (`waiting`) until the
+/// open round is sent (another phase; a guarded op) or everything is acknowledged (a barrier).
+/// An op its lane's marker shows applied (an interrupted run) is kept without its commands:
+/// it only moves the checkpoint.
+fn place(
+    d: &mut Dispatch,
+    waiting: &mut Option<(Op, Permit, Wait)>,
+    applied: &[Option<Position>],
+    mut op: Op,
+    permit: Permit,
 ) {
-    let Some(last) = batch.last() else {
-        return;
+    let mut lane = partition::lane_of(&op, d.lanes);
+    let marker_lane = match lane {
+        Lane::One(l) => Some(l),
+        Lane::Barrier => Some(0),
+        Lane::Any => None,
     };
-    *acked = Some(last.position);
-    ctx.stats.acked_to(
-        &ctx.shard,
-        last.position.offset,
-        last.phase == Phase::Snapshot,
-    );
-    if let Some(c) = &ctx.checkpoint {
-        c.set(&ctx.shard, last.position, last.phase);
+    if let Some(l) = marker_lane
+        && applied
+            .get(l)
+            .copied()
+            .flatten()
+            .is_some_and(|m| op.position <= m)
+    {
+        op.unit = op::Unit::Commands(Vec::new());
+        op.guard = None;
+        lane = Lane::Any;
     }
-    if writer.atomic() && last.phase == Phase::Stream {
-        *marker_dirty = true;
+    let l = match lane {
+        Lane::One(l) => l,
+        _ => 0,
+    };
+    let phase_change = d.open.phase.is_some_and(|p| p != op.phase);
+    if op.guard.is_some() {
+        *waiting = Some((op, permit, Wait::Alone(l)));
+    } else if lane == Lane::Barrier {
+        *waiting = Some((op, permit, Wait::Barrier));
+    } else if phase_change {
+        *waiting = Some((op, permit, Wait::Phase(l)));
+    } else {
+        d.open.push(l, op, permit);
     }
-    count(&ctx.stats, batch);
 }
+
+/// Rounds (a range of the journal spread over the lanes) in flight at most.
+const MAX_ROUNDS: usize = 3;
+
+/// Why an op waits before joining a round.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// Another phase: after the open round is sent (a round is of one phase).
+    Phase(usize),
+    /// Guarded (EXISTS first): alone on its lane, after the open round.
+    Alone(usize),
+    /// Alone on lane 0 once everything before is acknowledged; nothing after it is sent before
+    /// it is acknowledged.
+    Barrier,
+}
+
+/// The round being formed: per lane, the ops that will be its batch.
+struct Open {
+    ops: Vec<Vec<Op>>,
+    permits: Vec<Vec<Permit>>,
+    cmds: Vec<usize>,
+    bytes: u64,
+    phase: Option<Phase>,
+    last: Option<Position>,
+}
+
+impl Open {
+    fn new(lanes: usize) -> Open {
+        Open {
+            ops: (0..lanes).map(|_| Vec::new()).collect(),
+            permits: (0..lanes).map(|_| Vec::new()).collect(),
+            cmds: vec![0; lanes],
+            bytes: 0,
+            phase: None,
+            last: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
+
+    fn full(&self, pipeline: usize) -> bool {
+        self.bytes >= BATCH_BYTES || self.cmds.iter().any(|c| *c >= pipeline)
+    }
+
+    fn push(&mut self, lane: usize, op: Op, permit: Permit) {
+        self.cmds[lane] += op.len();
+        // the op's memory permits (KiB, at least one) stand for its size: no pass over its
+        // arguments here
+        self.bytes += permit.num_permits() as u64 * 1024;
+        self.phase = Some(op.phase);
+        self.last = Some(op.position);
+        self.ops[lane].push(op);
+        self.permits[lane].push(permit);
+    }
+}
+
+/// A round sent: acknowledged when every lane it used has acknowledged its part.
+struct Round {
+    id: u64,
+    last: Position,
+    phase: Phase,
+    left: usize,
+}
+
+/// The dispatcher's state: the round being formed and those in flight.
+struct Dispatch {
+    lanes: usize,
+    pipeline: usize,
+    open: Open,
+    rounds: VecDeque<Round>,
+    next_round: u64,
+    atomic: bool,
+    marker_dirty: bool,
+}
+
+impl Dispatch {
+    /// Sends the open round, each lane its part.
+    async fn dispatch(&mut self, lane_tx: &[tokio::sync::mpsc::Sender<lanes::Job>]) -> Result<()> {
+        let open = std::mem::replace(&mut self.open, Open::new(self.lanes));
+        let (Some(last), Some(phase)) = (open.last, open.phase) else {
+            return Ok(());
+        };
+        let id = self.next_round;
+        self.next_round += 1;
+        let mut left = 0;
+        for (lane, (ops, permits)) in open.ops.into_iter().zip(open.permits).enumerate() {
+            if ops.is_empty() {
+                continue;
+            }
+            left += 1;
+            let job = lanes::Job::Batch(lanes::Batch {
+                round: id,
+                ops,
+                _permits: permits,
+            });
+            if lane_tx[lane].send(job).await.is_err() {
+                return Err(Error::Invalid(format!(
+                    "connection task {lane} ended before the replay did"
+                )));
+            }
+        }
+        self.rounds.push_back(Round {
+            id,
+            last,
+            phase,
+            left,
+        });
+        Ok(())
+    }
+
+    /// A lane acknowledged its part of round `id`: rounds complete in order, and the
+    /// checkpoint moves to the end of the last round whose every part is acknowledged.
+    fn acked(&mut self, ctx: &ShardCtx, id: u64, acked: &mut Option<Position>) {
+        if let Some(r) = self.rounds.iter_mut().find(|r| r.id == id) {
+            r.left = r.left.saturating_sub(1);
+        }
+        while self.rounds.front().is_some_and(|r| r.left == 0) {
+            let r = self.rounds.pop_front().expect("non-empty");
+            *acked = Some(r.last);
+            ctx.stats
+                .acked_to(&ctx.shard, r.last.offset, r.phase == Phase::Snapshot);
+            if let Some(c) = &ctx.checkpoint {
+                c.set(&ctx.shard, r.last, r.phase);
+            }
+            if self.atomic && r.phase == Phase::Stream {
+                self.marker_dirty = true;
+            }
+        }
+    }
+}
+
+/// Asks lane 0 to delete the shard's markers (every lane idle) and waits for it.
+async fn clear_markers(
+    lane_tx: &[tokio::sync::mpsc::Sender<lanes::Job>],
+    done_rx: &mut tokio::sync::mpsc::UnboundedReceiver<lanes::Done>,
+) -> Result<()> {
+    if lane_tx[0].send(lanes::Job::ClearMarkers).await.is_err() {
+        return Err(Error::Invalid("connection task 0 ended".into()));
+    }
+    while let Some(d) = done_rx.recv().await {
+        if d.round.is_none() {
+            return d.result;
+        }
+    }
+    Err(Error::Invalid("connection task 0 ended".into()))
+}
+
+type Permit = tokio::sync::OwnedSemaphorePermit;
 
 fn count(stats: &Stats, batch: &[Op]) {
     for op in batch {
@@ -755,18 +947,54 @@ enum Step {
 }
 
 fn read_shard(rc: ReadCtx, tx: tokio::sync::mpsc::Sender<Msg>) {
-    let send = |m: Msg| tx.blocking_send(m).is_ok();
-    match read_inner(&rc, &send) {
+    let out = Outbox {
+        tx,
+        buf: std::cell::RefCell::new(Vec::new()),
+    };
+    match read_inner(&rc, &out) {
         Ok(()) => {
-            send(Msg::End);
+            out.send(Msg::End);
         }
         Err(e) => {
-            send(Msg::Error(e));
+            out.send(Msg::Error(e));
         }
     }
 }
 
-fn read_inner(rc: &ReadCtx, send: &dyn Fn(Msg) -> bool) -> Result<()> {
+/// Ops converted by the reader thread, handed to the dispatcher a few hundred at a time (one
+/// channel message and wake-up per group rather than per op).
+struct Outbox {
+    tx: tokio::sync::mpsc::Sender<Msg>,
+    buf: std::cell::RefCell<Vec<(Op, Permit)>>,
+}
+
+/// Ops per message from the reader thread.
+const OUTBOX_OPS: usize = 256;
+
+impl Outbox {
+    /// Queues an op; `false` when the dispatcher is gone.
+    fn op(&self, op: Op, permit: Permit) -> bool {
+        let full = {
+            let mut b = self.buf.borrow_mut();
+            b.push((op, permit));
+            b.len() >= OUTBOX_OPS
+        };
+        !full || self.flush()
+    }
+
+    /// Hands over what is queued (before waiting for anything, so nothing waits behind it).
+    fn flush(&self) -> bool {
+        let ops = std::mem::take(&mut *self.buf.borrow_mut());
+        ops.is_empty() || self.tx.blocking_send(Msg::Ops(ops)).is_ok()
+    }
+
+    /// Sends `m` after what is queued.
+    fn send(&self, m: Msg) -> bool {
+        self.flush() && self.tx.blocking_send(m).is_ok()
+    }
+}
+
+fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
     let jerr = |source| Error::Journal {
         shard: rc.shard.clone(),
         cause: source,
@@ -788,7 +1016,7 @@ fn read_inner(rc: &ReadCtx, send: &dyn Fn(Msg) -> bool) -> Result<()> {
         if rc.stop.load(Relaxed) {
             return Ok(());
         }
-        match entry(rc, &mut st, e, send)? {
+        match entry(rc, &mut st, e, out)? {
             Step::Go => {}
             Step::Stop => return Ok(()),
         }
@@ -802,6 +1030,9 @@ fn read_inner(rc: &ReadCtx, send: &dyn Fn(Msg) -> bool) -> Result<()> {
         .or(rc.after)
         .map(|p| Position::new(p.epoch, p.offset, p.seq + 1))
         .unwrap_or(rc.start);
+    if !out.flush() {
+        return Ok(());
+    }
     let mut follower = journal::Follower::new(&rc.dir, from);
     tracing::info!(shard = %rc.shard, from = %from, "caught up: following the journal");
     while !rc.stop.load(Relaxed) {
@@ -811,20 +1042,18 @@ fn read_inner(rc: &ReadCtx, send: &dyn Fn(Msg) -> bool) -> Result<()> {
             continue;
         }
         for e in batch {
-            if let Step::Stop = entry(rc, &mut st, e, send)? {
+            if let Step::Stop = entry(rc, &mut st, e, out)? {
                 return Ok(());
             }
+        }
+        if !out.flush() {
+            return Ok(());
         }
     }
     Ok(())
 }
 
-fn entry(
-    rc: &ReadCtx,
-    st: &mut ReadState,
-    e: journal::Entry,
-    send: &dyn Fn(Msg) -> bool,
-) -> Result<Step> {
+fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> Result<Step> {
     let pos = e.position;
     let skip = rc.after.is_some_and(|a| pos <= a);
     let stop = || Ok(Step::Stop);
@@ -914,14 +1143,18 @@ fn entry(
         let need = kib(&op);
         let permit = match rc.budget.clone().try_acquire_many_owned(need) {
             Ok(p) => Ok(p),
-            Err(_) => rc
-                .handle
-                .block_on(rc.budget.clone().acquire_many_owned(need)),
+            Err(_) => {
+                if !out.flush() {
+                    return stop();
+                }
+                rc.handle
+                    .block_on(rc.budget.clone().acquire_many_owned(need))
+            }
         };
         let Ok(permit) = permit else {
             return stop();
         };
-        if !send(Msg::Op(op, permit)) {
+        if !out.op(op, permit) {
             return stop();
         }
     }

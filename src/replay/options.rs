@@ -67,8 +67,11 @@ pub struct ReplayOptions {
     pub on_conflict: ConflictPolicy,
     /// Source db → target db; dbs not listed are kept.
     pub map_db: BTreeMap<u32, u32>,
-    /// Commands in flight per connection.
+    /// Commands per batch on each connection.
     pub pipeline: usize,
+    /// Connections per shard and target node: the stream is partitioned by key slot over
+    /// them (order per key kept, cross-lane commands are barriers), see [`super::partition`].
+    pub connections: usize,
     /// Parse, route and count without writing.
     pub dry_run: bool,
     /// Commands per second across all shards (0: unlimited).
@@ -102,6 +105,7 @@ impl ReplayOptions {
             on_conflict: ConflictPolicy::Replace,
             map_db: BTreeMap::new(),
             pipeline: 512,
+            connections: 4,
             dry_run: false,
             max_ops: 0,
             max_bytes: 0,

@@ -12,6 +12,11 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// Whether the bucket limits anything (so callers can skip counting for an unlimited one).
+    pub fn limited(&self) -> bool {
+        self.rate > 0.0
+    }
+
     /// A bucket of `rate` tokens per second (`0`: unlimited).
     pub fn new(rate: u64) -> Bucket {
         Bucket {

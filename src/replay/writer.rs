@@ -24,6 +24,7 @@ use crate::resp::Frame;
 
 use super::error::{Error, Result};
 use super::op::{Cmd, OnBusy, Op, Route, Unit};
+use super::partition::{Marker, parse_marker};
 use super::report::Stats;
 use super::router::{Redirect, SlotMap, parse_redirect, split_addr};
 use super::stream::first_key;
@@ -57,7 +58,7 @@ pub struct Writer {
     nodes: HashMap<String, Node>,
     dry_run: bool,
     stats: Arc<Stats>,
-    marker: Option<Vec<u8>>,
+    marker: Option<Marker>,
     /// Commands routed per node in dry-run mode.
     pub dry_counts: BTreeMap<String, u64>,
 }
@@ -122,8 +123,8 @@ fn error_kind(msg: &str) -> String {
 }
 
 impl Writer {
-    /// A writer for `shard`. `marker` is the marker key name when batches are atomic
-    /// (standalone targets); `None` disables it.
+    /// A writer for `shard` (one lane of it). `marker` is this lane's marker when batches are
+    /// atomic (standalone targets); `None` disables it.
     pub fn new(
         shard: &str,
         endpoint: &Endpoint,
@@ -131,7 +132,7 @@ impl Writer {
         map: SlotMap,
         dry_run: bool,
         stats: Arc<Stats>,
-        marker: Option<Vec<u8>>,
+        marker: Option<Marker>,
     ) -> Writer {
         let atomic = !dry_run && !map.is_cluster();
         Writer {
@@ -202,6 +203,11 @@ impl Writer {
     async fn read(&mut self, addr: &str) -> std::result::Result<Frame, Failure> {
         let limit = self.connect.reply_timeout;
         let node = self.nodes.get_mut(addr).expect("node used in this batch");
+        match node.conn.buffered_frame() {
+            Ok(Some((f, _))) => return Ok(f),
+            Ok(None) => {}
+            Err(e) => return Err(Self::conn_err(addr, e)),
+        }
         match tokio::time::timeout(limit, node.conn.read_frame()).await {
             Ok(Ok((f, _))) => Ok(f),
             Ok(Err(e)) => Err(Self::conn_err(addr, e)),
@@ -259,13 +265,48 @@ impl Writer {
         }
         let f = node
             .conn
-            .request(&[b"GET".as_slice(), &marker])
+            .request(&[b"GET".as_slice(), &marker.key])
             .await
             .map_err(|e| Self::conn_err(&addr, e))?;
-        Ok(f.as_str().and_then(|s| s.parse().ok()))
+        Ok(f.as_str().and_then(parse_marker).map(|(p, _)| p))
     }
 
-    /// Deletes the marker (once the checkpoint file holds its position).
+    /// The values of the marker keys `names` (db 0), `None` where absent: read once at start
+    /// to find what each lane of an interrupted run applied.
+    pub async fn read_markers(
+        &mut self,
+        names: &[Vec<u8>],
+    ) -> std::result::Result<Vec<Option<String>>, Failure> {
+        if self.dry_run || names.is_empty() {
+            return Ok(vec![None; names.len()]);
+        }
+        let addr = self.map.node(Route::Any);
+        let node = self.node(&addr).await?;
+        if node.db != 0 {
+            node.conn
+                .request(&["SELECT", "0"])
+                .await
+                .map_err(|e| Self::conn_err(&addr, e))?;
+            node.db = 0;
+        }
+        let mut argv = vec![b"MGET".to_vec()];
+        argv.extend(names.iter().cloned());
+        let f = node
+            .conn
+            .request(&argv)
+            .await
+            .map_err(|e| Self::conn_err(&addr, e))?;
+        Ok(match f {
+            Frame::Array(items) => items
+                .into_iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![None; names.len()],
+        })
+    }
+
+    /// Deletes the shard's markers, every lane's (once the checkpoint file holds their
+    /// positions).
     pub async fn clear_marker(&mut self) -> std::result::Result<(), Failure> {
         let Some(marker) = self.marker.clone() else {
             return Ok(());
@@ -282,8 +323,10 @@ impl Writer {
                 .map_err(|e| Self::conn_err(&addr, e))?;
             node.db = 0;
         }
+        let mut argv = vec![b"DEL".to_vec()];
+        argv.extend(marker.family.iter().cloned());
         node.conn
-            .request(&[b"DEL".as_slice(), &marker])
+            .request(&argv)
             .await
             .map_err(|e| Self::conn_err(&addr, e))?;
         Ok(())
@@ -416,9 +459,9 @@ impl Writer {
         }
         node.conn.queue(&["SELECT", "0"]);
         expect.push(None);
-        let pos = last.to_string();
+        let pos = marker.value(last);
         node.conn
-            .queue(&[b"SET".as_slice(), &marker, pos.as_bytes()]);
+            .queue(&[b"SET".as_slice(), &marker.key, pos.as_bytes()]);
         expect.push(None);
         node.conn.queue(&["EXEC"]);
         node.db = 0;
@@ -562,14 +605,14 @@ impl Writer {
         }))
     }
 
-    async fn send_round(
-        &mut self,
+    /// Groups items by the node their route leads to, keeping order (cluster targets).
+    fn group(
+        &self,
         ops: &[Op],
         items: Vec<Item>,
-    ) -> std::result::Result<Round, Failure> {
-        // group by node, keeping order
-        let mut order: Vec<String> = Vec::new();
-        let mut per_node: HashMap<String, Vec<Item>> = HashMap::new();
+        order: &mut Vec<String>,
+        per_node: &mut HashMap<String, Vec<Item>>,
+    ) {
         for it in items {
             let addr = it.node.clone().unwrap_or_else(|| {
                 let op = &ops[it.op];
@@ -583,6 +626,24 @@ impl Writer {
                 order.push(addr.clone());
             }
             per_node.entry(addr).or_default().push(it);
+        }
+    }
+
+    async fn send_round(
+        &mut self,
+        ops: &[Op],
+        items: Vec<Item>,
+    ) -> std::result::Result<Round, Failure> {
+        // group by node, keeping order
+        let mut order: Vec<String> = Vec::new();
+        let mut per_node: HashMap<String, Vec<Item>> = HashMap::new();
+        if !self.map.is_cluster() {
+            // one node: no routing to do per command
+            let addr = self.map.node(Route::Any);
+            order.push(addr.clone());
+            per_node.insert(addr, items);
+        } else {
+            self.group(ops, items, &mut order, &mut per_node);
         }
         let mut expects: HashMap<String, Vec<(Expect, Option<Item>)>> = HashMap::new();
         for addr in &order {
