@@ -29,7 +29,7 @@ use std::io::Read;
 
 use super::Position;
 use super::record::{Entry, decode_entry};
-use super::record_ref::{EntryRef, decode_entry_ref};
+use super::record_ref::{BytesRef, EntryRef, RecordRef, decode_entry_ref_with};
 
 /// Magic bytes opening every frame.
 pub const FRAME_MAGIC: [u8; 4] = *b"SJFR";
@@ -384,32 +384,77 @@ pub fn decode_records(header: &FrameHeader, payload: &[u8]) -> Result<Vec<Entry>
 }
 
 /// Parses the entries of a decompressed `Records` payload (from [`raw_payload`]) as borrowed
-/// records, with the same checks as [`decode_records`]. The fast path for scanners.
+/// records, with the same checks as [`decode_records`]. For callers that keep the entries;
+/// a scan that looks at each entry once is faster with [`for_each_entry_ref`].
 pub fn parse_entries_ref<'a>(
     header: &FrameHeader,
     raw: &'a [u8],
 ) -> Result<Vec<EntryRef<'a>>, FrameError> {
+    let mut out: Vec<EntryRef<'a>> =
+        Vec::with_capacity((header.records as usize).min(raw.len() / 5 + 1));
+    walk_entries(header, raw, |e, _| out.push(e))?;
+    Ok(out)
+}
+
+/// Calls `f` on each entry of a decompressed `Records` payload, in order, with the same checks
+/// as [`parse_entries_ref`] but without collecting the entries: a scanner that looks at each
+/// record once (statistics, audits) saves the vector of entries and, because the argument list
+/// of one command is reused for the next, an allocation per command.
+///
+/// The entries of a damaged frame that come before the damage are passed to `f` before the
+/// error is returned (as are all entries when only the final comparison with the header
+/// fails): a caller that must not act on part of a damaged frame collects with
+/// [`parse_entries_ref`] instead. Returns the number of entries.
+pub fn for_each_entry_ref<'a>(
+    header: &FrameHeader,
+    raw: &'a [u8],
+    mut f: impl FnMut(&EntryRef<'a>),
+) -> Result<u32, FrameError> {
+    walk_entries(header, raw, |e, spare| {
+        f(&e);
+        if let RecordRef::Command(c) = e.record {
+            *spare = c.argv;
+        }
+    })
+}
+
+/// The parser behind [`parse_entries_ref`] and [`for_each_entry_ref`]: decodes, resolves and
+/// checks each entry, then hands it to `visit` by value together with the vector the next
+/// command's arguments will be decoded into (a visitor done with an entry may put its
+/// argument vector there to be reused; it is cleared first).
+fn walk_entries<'a>(
+    header: &FrameHeader,
+    raw: &'a [u8],
+    mut visit: impl FnMut(EntryRef<'a>, &mut Vec<BytesRef<'a>>),
+) -> Result<u32, FrameError> {
     if !header.kind.is_records() {
         return Err(FrameError::Invalid("not a records frame".into()));
     }
-    let mut out: Vec<EntryRef<'a>> =
-        Vec::with_capacity((header.records as usize).min(raw.len() / 5 + 1));
+    let delta = header.kind == FrameKind::RecordsDelta;
+    let mut spare: Vec<BytesRef<'a>> = Vec::new();
     let mut at = 0usize;
+    let mut first: Option<Position> = None;
+    let mut prev: Option<Position> = None;
     for i in 0..header.records {
-        let (mut entry, used) = decode_entry_ref(&raw[at..])
+        spare.clear();
+        let (mut entry, used) = decode_entry_ref_with(&raw[at..], std::mem::take(&mut spare))
             .map_err(|e| FrameError::Invalid(format!("record {i} at raw byte {at}: {e}")))?;
-        entry.position = resolve(header, out.last().map(|e| e.position), entry.position)
-            .ok_or_else(|| FrameError::Invalid(format!("record {i}: position overflows")))?;
-        if let Some(prev) = out.last().map(|e| e.position)
-            && entry.position <= prev
+        if delta {
+            entry.position = PositionDelta::decode(prev, entry.position)
+                .ok_or_else(|| FrameError::Invalid(format!("record {i}: position overflows")))?;
+        }
+        if let Some(p) = prev
+            && entry.position <= p
         {
             return Err(FrameError::Invalid(format!(
-                "record {i} position {} not after {prev}",
+                "record {i} position {} not after {p}",
                 entry.position
             )));
         }
+        first.get_or_insert(entry.position);
+        prev = Some(entry.position);
         at += used;
-        out.push(entry);
+        visit(entry, &mut spare);
     }
     if at != raw.len() {
         return Err(FrameError::Invalid(format!(
@@ -417,8 +462,8 @@ pub fn parse_entries_ref<'a>(
             raw.len() - at
         )));
     }
-    match (out.first(), out.last()) {
-        (Some(f), Some(l)) if f.position == header.first && l.position == header.last => Ok(out),
+    match (first, prev) {
+        (Some(f), Some(l)) if f == header.first && l == header.last => Ok(header.records),
         (None, _) => Err(FrameError::Invalid("records frame with no records".into())),
         _ => Err(FrameError::Invalid(
             "record positions disagree with the frame header".into(),

@@ -326,8 +326,19 @@ impl EntryRef<'_> {
 /// hand-written reader of the same bincode layout (faster than going through serde); every
 /// other record, and anything the fast reader does not accept, goes through serde, so the two
 /// can only differ in speed. A test compares them on valid, truncated and mutated input.
+#[cfg(test)]
 pub(crate) fn decode_entry_ref(buf: &[u8]) -> Result<(EntryRef<'_>, usize), String> {
-    if let Some(r) = fast::decode(buf) {
+    decode_entry_ref_with(buf, Vec::new())
+}
+
+/// [`decode_entry_ref`] that decodes a command's arguments into `argv` (cleared first), so
+/// that a caller parsing many records can reuse one vector instead of allocating one per
+/// command.
+pub(crate) fn decode_entry_ref_with<'a>(
+    buf: &'a [u8],
+    argv: Vec<BytesRef<'a>>,
+) -> Result<(EntryRef<'a>, usize), String> {
+    if let Some(r) = fast::decode(buf, argv) {
         return Ok(r);
     }
     decode_entry_ref_serde(buf)
@@ -335,7 +346,7 @@ pub(crate) fn decode_entry_ref(buf: &[u8]) -> Result<(EntryRef<'_>, usize), Stri
 
 /// The fast reader alone: `None` when it does not handle the input.
 pub(crate) fn decode_fast(buf: &[u8]) -> Option<(EntryRef<'_>, usize)> {
-    fast::decode(buf)
+    fast::decode(buf, Vec::new())
 }
 
 /// The serde path of [`decode_entry_ref`].
@@ -403,7 +414,10 @@ mod fast {
         }
     }
 
-    pub(super) fn decode(b: &[u8]) -> Option<(EntryRef<'_>, usize)> {
+    pub(super) fn decode<'a>(
+        b: &'a [u8],
+        mut argv: Vec<BytesRef<'a>>,
+    ) -> Option<(EntryRef<'a>, usize)> {
         let mut c = Cur { b, at: 0 };
         let position = Position::new(c.u64()?, c.u64()?, c.u64()?);
         let record = match c.u32()? {
@@ -435,7 +449,8 @@ mod fast {
                 let n = usize::try_from(c.u64()?).ok()?;
                 // Every argument takes at least one byte: the count cannot make us reserve
                 // more than the input holds.
-                let mut argv = Vec::with_capacity(n.min(b.len() - c.at));
+                argv.clear();
+                argv.reserve(n.min(b.len() - c.at));
                 for _ in 0..n {
                     argv.push(c.bytes()?);
                 }
@@ -575,7 +590,7 @@ mod tests {
                 inputs.push(m);
             }
             for input in inputs {
-                if let Some(f) = fast::decode(&input) {
+                if let Some(f) = fast::decode(&input, Vec::new()) {
                     fast_hits += 1;
                     assert_eq!(
                         Ok(f),
