@@ -656,6 +656,118 @@ mod tests {
         assert_eq!(report.shards[0].records, 100);
     }
 
+    /// The visitor sees exactly what the collecting parser returns, and fails where it fails
+    /// (with the same message), on valid, truncated and mutated payloads of both kinds.
+    #[test]
+    fn for_each_entry_ref_agrees_with_parse_entries_ref() {
+        use crate::journal::record::{KeyRecord, Marker};
+        let records = [
+            Record::Command(Command {
+                db: 0,
+                time_ms: 1,
+                argv: vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()],
+            }),
+            Record::Key(KeyRecord {
+                db: 1,
+                key: b"key".to_vec(),
+                type_id: 0,
+                expire_ms: Some(5),
+                idle: None,
+                freq: None,
+                value_len: 3,
+                chunks: 0,
+                value: b"abc".to_vec(),
+            }),
+            Record::Marker(Marker::Topology {
+                time_ms: 2,
+                description: "t".into(),
+            }),
+            Record::Command(Command {
+                db: 2,
+                time_ms: 3,
+                argv: vec![b"INCR".to_vec(), b"n".to_vec()],
+            }),
+            Record::Command(Command {
+                db: 2,
+                time_ms: 4,
+                argv: vec![],
+            }),
+        ];
+        let positions = [
+            Position::new(1, 10, 0),
+            Position::new(1, 10, 1),
+            Position::new(1, 20, 0),
+            Position::new(2, 5, 0),
+            Position::new(2, 5, 3),
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rnd = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for kind in [FrameKind::Records, FrameKind::RecordsDelta] {
+            let mut raw = Vec::new();
+            let mut prev = None;
+            for (p, r) in positions.iter().zip(&records) {
+                let stored = match kind {
+                    FrameKind::RecordsDelta => PositionDelta::encode(prev, *p),
+                    _ => *p,
+                };
+                encode_entry(stored, r, &mut raw);
+                prev = Some(*p);
+            }
+            let header = FrameHeader {
+                kind,
+                codec: Codec::None,
+                first: positions[0],
+                last: positions[4],
+                records: 5,
+                stored_len: raw.len() as u32,
+                raw_len: raw.len() as u32,
+                payload_crc: 0,
+            };
+            let mut inputs: Vec<(FrameHeader, Vec<u8>)> = vec![(header, raw.clone())];
+            for cut in 0..raw.len() {
+                inputs.push((header, raw[..cut].to_vec()));
+            }
+            for n in 0..6 {
+                inputs.push((
+                    FrameHeader {
+                        records: n,
+                        ..header
+                    },
+                    raw.clone(),
+                ));
+            }
+            for _ in 0..2000 {
+                let mut m = raw.clone();
+                for _ in 0..1 + rnd(3) {
+                    let at = rnd(m.len());
+                    m[at] = [0, 1, 2, 7, 250, 251, 252, 253, 255, rnd(256) as u8][rnd(10)];
+                }
+                inputs.push((header, m));
+            }
+            let mut ok = 0;
+            for (h, input) in &inputs {
+                let collected = parse_entries_ref(h, input);
+                let mut seen = Vec::new();
+                let visited = for_each_entry_ref(h, input, |e| seen.push(e.clone()));
+                match (&collected, &visited) {
+                    (Ok(c), Ok(n)) => {
+                        ok += 1;
+                        assert_eq!(*n as usize, c.len());
+                        assert_eq!(&seen, c, "{input:?}");
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b, "{input:?}"),
+                    _ => panic!("disagree on {input:?}: {collected:?} / {visited:?}"),
+                }
+            }
+            assert!(ok > 1, "valid inputs were exercised ({ok})");
+        }
+    }
+
     #[test]
     fn complete_frame_decodes() {
         let f = frame();
