@@ -392,7 +392,7 @@ pub fn parse_entries_ref<'a>(
 ) -> Result<Vec<EntryRef<'a>>, FrameError> {
     let mut out: Vec<EntryRef<'a>> =
         Vec::with_capacity((header.records as usize).min(raw.len() / 5 + 1));
-    walk_entries(header, raw, |e, _| out.push(e))?;
+    for_each_entry_ref(header, raw, |e| out.push(e.clone()))?;
     Ok(out)
 }
 
@@ -409,23 +409,6 @@ pub fn for_each_entry_ref<'a>(
     header: &FrameHeader,
     raw: &'a [u8],
     mut f: impl FnMut(&EntryRef<'a>),
-) -> Result<u32, FrameError> {
-    walk_entries(header, raw, |e, spare| {
-        f(&e);
-        if let RecordRef::Command(c) = e.record {
-            *spare = c.argv;
-        }
-    })
-}
-
-/// The parser behind [`parse_entries_ref`] and [`for_each_entry_ref`]: decodes, resolves and
-/// checks each entry, then hands it to `visit` by value together with the vector the next
-/// command's arguments will be decoded into (a visitor done with an entry may put its
-/// argument vector there to be reused; it is cleared first).
-fn walk_entries<'a>(
-    header: &FrameHeader,
-    raw: &'a [u8],
-    mut visit: impl FnMut(EntryRef<'a>, &mut Vec<BytesRef<'a>>),
 ) -> Result<u32, FrameError> {
     if !header.kind.is_records() {
         return Err(FrameError::Invalid("not a records frame".into()));
@@ -454,7 +437,12 @@ fn walk_entries<'a>(
         first.get_or_insert(entry.position);
         prev = Some(entry.position);
         at += used;
-        visit(entry, &mut spare);
+        // Looked at in place (an entry is over 100 bytes: moving it costs more than reading
+        // it), then its argument vector is kept for the next command.
+        f(&entry);
+        if let RecordRef::Command(c) = &mut entry.record {
+            spare = std::mem::take(&mut c.argv);
+        }
     }
     if at != raw.len() {
         return Err(FrameError::Invalid(format!(
@@ -463,7 +451,7 @@ fn walk_entries<'a>(
         )));
     }
     match (first, prev) {
-        (Some(f), Some(l)) if f == header.first && l == header.last => Ok(header.records),
+        (Some(a), Some(b)) if a == header.first && b == header.last => Ok(header.records),
         (None, _) => Err(FrameError::Invalid("records frame with no records".into())),
         _ => Err(FrameError::Invalid(
             "record positions disagree with the frame header".into(),

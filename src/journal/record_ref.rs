@@ -335,7 +335,7 @@ pub(crate) fn decode_entry_ref(buf: &[u8]) -> Result<(EntryRef<'_>, usize), Stri
 /// that a caller parsing many records can reuse one vector instead of allocating one per
 /// command. Inlined so that the entry is built in the caller's frame rather than copied out
 /// through each layer (an entry is over 100 bytes and a scan decodes millions).
-#[inline]
+#[inline(always)]
 pub(crate) fn decode_entry_ref_with<'a>(
     buf: &'a [u8],
     argv: Vec<BytesRef<'a>>,
@@ -374,18 +374,18 @@ mod fast {
     }
 
     impl<'a> Cur<'a> {
-        #[inline]
+        #[inline(always)]
         fn take(&mut self, n: usize) -> Option<&'a [u8]> {
             let end = self.at.checked_add(n)?;
             let s = self.b.get(self.at..end)?;
             self.at = end;
             Some(s)
         }
-        #[inline]
+        #[inline(always)]
         fn u8(&mut self) -> Option<u8> {
             self.take(1).map(|s| s[0])
         }
-        #[inline]
+        #[inline(always)]
         fn u64(&mut self) -> Option<u64> {
             Some(match self.u8()? {
                 t @ 0..=250 => u64::from(t),
@@ -395,7 +395,7 @@ mod fast {
                 _ => return None,
             })
         }
-        #[inline]
+        #[inline(always)]
         fn u32(&mut self) -> Option<u32> {
             Some(match self.u8()? {
                 t @ 0..=250 => u32::from(t),
@@ -404,12 +404,12 @@ mod fast {
                 _ => return None,
             })
         }
-        #[inline]
+        #[inline(always)]
         fn i64(&mut self) -> Option<i64> {
             let n = self.u64()?;
             Some(((n >> 1) as i64) ^ -((n & 1) as i64))
         }
-        #[inline]
+        #[inline(always)]
         fn opt(&mut self) -> Option<bool> {
             match self.u8()? {
                 0 => Some(false),
@@ -417,14 +417,14 @@ mod fast {
                 _ => None,
             }
         }
-        #[inline]
+        #[inline(always)]
         fn bytes(&mut self) -> Option<BytesRef<'a>> {
             let n = usize::try_from(self.u64()?).ok()?;
             self.take(n).map(BytesRef)
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn decode<'a>(
         b: &'a [u8],
         mut argv: Vec<BytesRef<'a>>,
