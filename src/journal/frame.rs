@@ -29,7 +29,7 @@ use std::io::Read;
 
 use super::Position;
 use super::record::{Entry, decode_entry};
-use super::record_ref::{BytesRef, EntryRef, RecordRef, decode_entry_ref_with};
+use super::record_ref::{CommandRef, EntryRef, RecordRef, decode_entry_ref_into};
 
 /// Magic bytes opening every frame.
 pub const FRAME_MAGIC: [u8; 4] = *b"SJFR";
@@ -414,13 +414,20 @@ pub fn for_each_entry_ref<'a>(
         return Err(FrameError::Invalid("not a records frame".into()));
     }
     let delta = header.kind == FrameKind::RecordsDelta;
-    let mut spare: Vec<BytesRef<'a>> = Vec::new();
+    // One entry, decoded into in place for each record (see `decode_entry_ref_into`).
+    let mut entry = EntryRef {
+        position: Position::ZERO,
+        record: RecordRef::Command(CommandRef {
+            db: 0,
+            time_ms: 0,
+            argv: Vec::new(),
+        }),
+    };
     let mut at = 0usize;
     let mut first: Option<Position> = None;
     let mut prev: Option<Position> = None;
     for i in 0..header.records {
-        spare.clear();
-        let (mut entry, used) = decode_entry_ref_with(&raw[at..], std::mem::take(&mut spare))
+        let used = decode_entry_ref_into(&raw[at..], &mut entry)
             .map_err(|e| FrameError::Invalid(format!("record {i} at raw byte {at}: {e}")))?;
         if delta {
             entry.position = PositionDelta::decode(prev, entry.position)
@@ -437,12 +444,8 @@ pub fn for_each_entry_ref<'a>(
         first.get_or_insert(entry.position);
         prev = Some(entry.position);
         at += used;
-        // Looked at in place (an entry is over 100 bytes: moving it costs more than reading
-        // it), then its argument vector is kept for the next command.
+        // Looked at in place (an entry is over 100 bytes: moving it costs more than reading it).
         f(&entry);
-        if let RecordRef::Command(c) = &mut entry.record {
-            spare = std::mem::take(&mut c.argv);
-        }
     }
     if at != raw.len() {
         return Err(FrameError::Invalid(format!(

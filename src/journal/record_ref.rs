@@ -328,22 +328,38 @@ impl EntryRef<'_> {
 /// can only differ in speed. A test compares them on valid, truncated and mutated input.
 #[cfg(test)]
 pub(crate) fn decode_entry_ref(buf: &[u8]) -> Result<(EntryRef<'_>, usize), String> {
-    decode_entry_ref_with(buf, Vec::new())
-}
-
-/// [`decode_entry_ref`] that decodes a command's arguments into `argv` (cleared first), so
-/// that a caller parsing many records can reuse one vector instead of allocating one per
-/// command. Inlined so that the entry is built in the caller's frame rather than copied out
-/// through each layer (an entry is over 100 bytes and a scan decodes millions).
-#[inline(always)]
-pub(crate) fn decode_entry_ref_with<'a>(
-    buf: &'a [u8],
-    argv: Vec<BytesRef<'a>>,
-) -> Result<(EntryRef<'a>, usize), String> {
-    if let Some(r) = fast::decode(buf, argv) {
+    if let Some(r) = fast::decode(buf, Vec::new()) {
         return Ok(r);
     }
     decode_entry_ref_serde(buf)
+}
+
+/// [`decode_entry_ref`] into `entry`, returning the bytes used: a caller parsing many records
+/// keeps one entry, whose command argument vector is then reused instead of allocated per
+/// command, and which is written in place rather than moved (an entry is over 100 bytes; the
+/// copies of it cost more than decoding it). On error `entry` holds the previous record or
+/// its remains (a command with no arguments); on success, the decoded entry.
+#[inline(always)]
+pub(crate) fn decode_entry_ref_into<'a>(
+    buf: &'a [u8],
+    entry: &mut EntryRef<'a>,
+) -> Result<usize, String> {
+    let argv = match &mut entry.record {
+        RecordRef::Command(c) => {
+            let mut v = std::mem::take(&mut c.argv);
+            v.clear();
+            v
+        }
+        _ => Vec::new(),
+    };
+    if let Some((position, record, used)) = fast::parse(buf, argv) {
+        entry.position = position;
+        entry.record = record;
+        return Ok(used);
+    }
+    let (e, used) = decode_entry_ref_serde(buf)?;
+    *entry = e;
+    Ok(used)
 }
 
 /// The fast reader alone: `None` when it does not handle the input.
@@ -424,11 +440,21 @@ mod fast {
         }
     }
 
-    #[inline(always)]
+    /// The entry at the start of `b` (a command's arguments go into `argv`, cleared).
     pub(super) fn decode<'a>(
         b: &'a [u8],
-        mut argv: Vec<BytesRef<'a>>,
+        argv: Vec<BytesRef<'a>>,
     ) -> Option<(EntryRef<'a>, usize)> {
+        let (position, record, used) = parse(b, argv)?;
+        Some((EntryRef { position, record }, used))
+    }
+
+    /// [`decode`] as parts, so that a caller can write them where they belong.
+    #[inline(always)]
+    pub(super) fn parse<'a>(
+        b: &'a [u8],
+        mut argv: Vec<BytesRef<'a>>,
+    ) -> Option<(Position, RecordRef<'a>, usize)> {
         let mut c = Cur { b, at: 0 };
         let position = Position::new(c.u64()?, c.u64()?, c.u64()?);
         let record = match c.u32()? {
@@ -469,7 +495,7 @@ mod fast {
             }
             _ => return None,
         };
-        Some((EntryRef { position, record }, c.at))
+        Some((position, record, c.at))
     }
 }
 
