@@ -29,7 +29,7 @@ use std::io::Read;
 
 use super::Position;
 use super::record::{Entry, decode_entry};
-use super::record_ref::{EntryRef, decode_entry_ref};
+use super::record_ref::{CommandRef, EntryRef, RecordRef, decode_entry_ref_into};
 
 /// Magic bytes opening every frame.
 pub const FRAME_MAGIC: [u8; 4] = *b"SJFR";
@@ -384,32 +384,68 @@ pub fn decode_records(header: &FrameHeader, payload: &[u8]) -> Result<Vec<Entry>
 }
 
 /// Parses the entries of a decompressed `Records` payload (from [`raw_payload`]) as borrowed
-/// records, with the same checks as [`decode_records`]. The fast path for scanners.
+/// records, with the same checks as [`decode_records`]. For callers that keep the entries;
+/// a scan that looks at each entry once is faster with [`for_each_entry_ref`].
 pub fn parse_entries_ref<'a>(
     header: &FrameHeader,
     raw: &'a [u8],
 ) -> Result<Vec<EntryRef<'a>>, FrameError> {
+    let mut out: Vec<EntryRef<'a>> =
+        Vec::with_capacity((header.records as usize).min(raw.len() / 5 + 1));
+    for_each_entry_ref(header, raw, |e| out.push(e.clone()))?;
+    Ok(out)
+}
+
+/// Calls `f` on each entry of a decompressed `Records` payload, in order, with the same checks
+/// as [`parse_entries_ref`] but without collecting the entries: a scanner that looks at each
+/// record once (statistics, audits) saves the vector of entries and, because the argument list
+/// of one command is reused for the next, an allocation per command.
+///
+/// The entries of a damaged frame that come before the damage are passed to `f` before the
+/// error is returned (as are all entries when only the final comparison with the header
+/// fails): a caller that must not act on part of a damaged frame collects with
+/// [`parse_entries_ref`] instead. Returns the number of entries.
+pub fn for_each_entry_ref<'a>(
+    header: &FrameHeader,
+    raw: &'a [u8],
+    mut f: impl FnMut(&EntryRef<'a>),
+) -> Result<u32, FrameError> {
     if !header.kind.is_records() {
         return Err(FrameError::Invalid("not a records frame".into()));
     }
-    let mut out: Vec<EntryRef<'a>> =
-        Vec::with_capacity((header.records as usize).min(raw.len() / 5 + 1));
+    let delta = header.kind == FrameKind::RecordsDelta;
+    // One entry, decoded into in place for each record (see `decode_entry_ref_into`).
+    let mut entry = EntryRef {
+        position: Position::ZERO,
+        record: RecordRef::Command(CommandRef {
+            db: 0,
+            time_ms: 0,
+            argv: Vec::new(),
+        }),
+    };
     let mut at = 0usize;
+    let mut first: Option<Position> = None;
+    let mut prev: Option<Position> = None;
     for i in 0..header.records {
-        let (mut entry, used) = decode_entry_ref(&raw[at..])
+        let used = decode_entry_ref_into(&raw[at..], &mut entry)
             .map_err(|e| FrameError::Invalid(format!("record {i} at raw byte {at}: {e}")))?;
-        entry.position = resolve(header, out.last().map(|e| e.position), entry.position)
-            .ok_or_else(|| FrameError::Invalid(format!("record {i}: position overflows")))?;
-        if let Some(prev) = out.last().map(|e| e.position)
-            && entry.position <= prev
+        if delta {
+            entry.position = PositionDelta::decode(prev, entry.position)
+                .ok_or_else(|| FrameError::Invalid(format!("record {i}: position overflows")))?;
+        }
+        if let Some(p) = prev
+            && entry.position <= p
         {
             return Err(FrameError::Invalid(format!(
-                "record {i} position {} not after {prev}",
+                "record {i} position {} not after {p}",
                 entry.position
             )));
         }
+        first.get_or_insert(entry.position);
+        prev = Some(entry.position);
         at += used;
-        out.push(entry);
+        // Looked at in place (an entry is over 100 bytes: moving it costs more than reading it).
+        f(&entry);
     }
     if at != raw.len() {
         return Err(FrameError::Invalid(format!(
@@ -417,8 +453,8 @@ pub fn parse_entries_ref<'a>(
             raw.len() - at
         )));
     }
-    match (out.first(), out.last()) {
-        (Some(f), Some(l)) if f.position == header.first && l.position == header.last => Ok(out),
+    match (first, prev) {
+        (Some(a), Some(b)) if a == header.first && b == header.last => Ok(header.records),
         (None, _) => Err(FrameError::Invalid("records frame with no records".into())),
         _ => Err(FrameError::Invalid(
             "record positions disagree with the frame header".into(),
@@ -609,6 +645,118 @@ mod tests {
         let report = crate::journal::verify(dir);
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.shards[0].records, 100);
+    }
+
+    /// The visitor sees exactly what the collecting parser returns, and fails where it fails
+    /// (with the same message), on valid, truncated and mutated payloads of both kinds.
+    #[test]
+    fn for_each_entry_ref_agrees_with_parse_entries_ref() {
+        use crate::journal::record::{KeyRecord, Marker};
+        let records = [
+            Record::Command(Command {
+                db: 0,
+                time_ms: 1,
+                argv: vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()],
+            }),
+            Record::Key(KeyRecord {
+                db: 1,
+                key: b"key".to_vec(),
+                type_id: 0,
+                expire_ms: Some(5),
+                idle: None,
+                freq: None,
+                value_len: 3,
+                chunks: 0,
+                value: b"abc".to_vec(),
+            }),
+            Record::Marker(Marker::Topology {
+                time_ms: 2,
+                description: "t".into(),
+            }),
+            Record::Command(Command {
+                db: 2,
+                time_ms: 3,
+                argv: vec![b"INCR".to_vec(), b"n".to_vec()],
+            }),
+            Record::Command(Command {
+                db: 2,
+                time_ms: 4,
+                argv: vec![],
+            }),
+        ];
+        let positions = [
+            Position::new(1, 10, 0),
+            Position::new(1, 10, 1),
+            Position::new(1, 20, 0),
+            Position::new(2, 5, 0),
+            Position::new(2, 5, 3),
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rnd = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for kind in [FrameKind::Records, FrameKind::RecordsDelta] {
+            let mut raw = Vec::new();
+            let mut prev = None;
+            for (p, r) in positions.iter().zip(&records) {
+                let stored = match kind {
+                    FrameKind::RecordsDelta => PositionDelta::encode(prev, *p),
+                    _ => *p,
+                };
+                encode_entry(stored, r, &mut raw);
+                prev = Some(*p);
+            }
+            let header = FrameHeader {
+                kind,
+                codec: Codec::None,
+                first: positions[0],
+                last: positions[4],
+                records: 5,
+                stored_len: raw.len() as u32,
+                raw_len: raw.len() as u32,
+                payload_crc: 0,
+            };
+            let mut inputs: Vec<(FrameHeader, Vec<u8>)> = vec![(header, raw.clone())];
+            for cut in 0..raw.len() {
+                inputs.push((header, raw[..cut].to_vec()));
+            }
+            for n in 0..6 {
+                inputs.push((
+                    FrameHeader {
+                        records: n,
+                        ..header
+                    },
+                    raw.clone(),
+                ));
+            }
+            for _ in 0..2000 {
+                let mut m = raw.clone();
+                for _ in 0..1 + rnd(3) {
+                    let at = rnd(m.len());
+                    m[at] = [0, 1, 2, 7, 250, 251, 252, 253, 255, rnd(256) as u8][rnd(10)];
+                }
+                inputs.push((header, m));
+            }
+            let mut ok = 0;
+            for (h, input) in &inputs {
+                let collected = parse_entries_ref(h, input);
+                let mut seen = Vec::new();
+                let visited = for_each_entry_ref(h, input, |e| seen.push(e.clone()));
+                match (&collected, &visited) {
+                    (Ok(c), Ok(n)) => {
+                        ok += 1;
+                        assert_eq!(*n as usize, c.len());
+                        assert_eq!(&seen, c, "{input:?}");
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b, "{input:?}"),
+                    _ => panic!("disagree on {input:?}: {collected:?} / {visited:?}"),
+                }
+            }
+            assert!(ok > 1, "valid inputs were exercised ({ok})");
+        }
     }
 
     #[test]

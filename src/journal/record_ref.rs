@@ -326,19 +326,49 @@ impl EntryRef<'_> {
 /// hand-written reader of the same bincode layout (faster than going through serde); every
 /// other record, and anything the fast reader does not accept, goes through serde, so the two
 /// can only differ in speed. A test compares them on valid, truncated and mutated input.
+#[cfg(test)]
 pub(crate) fn decode_entry_ref(buf: &[u8]) -> Result<(EntryRef<'_>, usize), String> {
-    if let Some(r) = fast::decode(buf) {
+    if let Some(r) = fast::decode(buf, Vec::new()) {
         return Ok(r);
     }
     decode_entry_ref_serde(buf)
 }
 
-/// The fast reader alone: `None` when it does not handle the input.
-pub(crate) fn decode_fast(buf: &[u8]) -> Option<(EntryRef<'_>, usize)> {
-    fast::decode(buf)
+/// [`decode_entry_ref`] into `entry`, returning the bytes used: a caller parsing many records
+/// keeps one entry, whose command argument vector is then reused instead of allocated per
+/// command, and which is written in place rather than moved (an entry is over 100 bytes; the
+/// copies of it cost more than decoding it). On error `entry` holds the previous record or
+/// its remains (a command with no arguments); on success, the decoded entry.
+#[inline(always)]
+pub(crate) fn decode_entry_ref_into<'a>(
+    buf: &'a [u8],
+    entry: &mut EntryRef<'a>,
+) -> Result<usize, String> {
+    let argv = match &mut entry.record {
+        RecordRef::Command(c) => {
+            let mut v = std::mem::take(&mut c.argv);
+            v.clear();
+            v
+        }
+        _ => Vec::new(),
+    };
+    if let Some((position, record, used)) = fast::parse(buf, argv) {
+        entry.position = position;
+        entry.record = record;
+        return Ok(used);
+    }
+    let (e, used) = decode_entry_ref_serde(buf)?;
+    *entry = e;
+    Ok(used)
 }
 
-/// The serde path of [`decode_entry_ref`].
+/// The fast reader alone: `None` when it does not handle the input.
+pub(crate) fn decode_fast(buf: &[u8]) -> Option<(EntryRef<'_>, usize)> {
+    fast::decode(buf, Vec::new())
+}
+
+/// The serde path of [`decode_entry_ref`]: rare records, kept out of line.
+#[inline(never)]
 pub(crate) fn decode_entry_ref_serde(buf: &[u8]) -> Result<(EntryRef<'_>, usize), String> {
     bincode::serde::borrow_decode_from_slice::<EntryRef<'_>, _>(
         buf,
@@ -360,15 +390,18 @@ mod fast {
     }
 
     impl<'a> Cur<'a> {
+        #[inline(always)]
         fn take(&mut self, n: usize) -> Option<&'a [u8]> {
             let end = self.at.checked_add(n)?;
             let s = self.b.get(self.at..end)?;
             self.at = end;
             Some(s)
         }
+        #[inline(always)]
         fn u8(&mut self) -> Option<u8> {
             self.take(1).map(|s| s[0])
         }
+        #[inline(always)]
         fn u64(&mut self) -> Option<u64> {
             Some(match self.u8()? {
                 t @ 0..=250 => u64::from(t),
@@ -378,6 +411,7 @@ mod fast {
                 _ => return None,
             })
         }
+        #[inline(always)]
         fn u32(&mut self) -> Option<u32> {
             Some(match self.u8()? {
                 t @ 0..=250 => u32::from(t),
@@ -386,10 +420,12 @@ mod fast {
                 _ => return None,
             })
         }
+        #[inline(always)]
         fn i64(&mut self) -> Option<i64> {
             let n = self.u64()?;
             Some(((n >> 1) as i64) ^ -((n & 1) as i64))
         }
+        #[inline(always)]
         fn opt(&mut self) -> Option<bool> {
             match self.u8()? {
                 0 => Some(false),
@@ -397,13 +433,28 @@ mod fast {
                 _ => None,
             }
         }
+        #[inline(always)]
         fn bytes(&mut self) -> Option<BytesRef<'a>> {
             let n = usize::try_from(self.u64()?).ok()?;
             self.take(n).map(BytesRef)
         }
     }
 
-    pub(super) fn decode(b: &[u8]) -> Option<(EntryRef<'_>, usize)> {
+    /// The entry at the start of `b` (a command's arguments go into `argv`, cleared).
+    pub(super) fn decode<'a>(
+        b: &'a [u8],
+        argv: Vec<BytesRef<'a>>,
+    ) -> Option<(EntryRef<'a>, usize)> {
+        let (position, record, used) = parse(b, argv)?;
+        Some((EntryRef { position, record }, used))
+    }
+
+    /// [`decode`] as parts, so that a caller can write them where they belong.
+    #[inline(always)]
+    pub(super) fn parse<'a>(
+        b: &'a [u8],
+        mut argv: Vec<BytesRef<'a>>,
+    ) -> Option<(Position, RecordRef<'a>, usize)> {
         let mut c = Cur { b, at: 0 };
         let position = Position::new(c.u64()?, c.u64()?, c.u64()?);
         let record = match c.u32()? {
@@ -435,7 +486,8 @@ mod fast {
                 let n = usize::try_from(c.u64()?).ok()?;
                 // Every argument takes at least one byte: the count cannot make us reserve
                 // more than the input holds.
-                let mut argv = Vec::with_capacity(n.min(b.len() - c.at));
+                argv.clear();
+                argv.reserve(n.min(b.len() - c.at));
                 for _ in 0..n {
                     argv.push(c.bytes()?);
                 }
@@ -443,7 +495,7 @@ mod fast {
             }
             _ => return None,
         };
-        Some((EntryRef { position, record }, c.at))
+        Some((position, record, c.at))
     }
 }
 
@@ -575,7 +627,7 @@ mod tests {
                 inputs.push(m);
             }
             for input in inputs {
-                if let Some(f) = fast::decode(&input) {
+                if let Some(f) = fast::decode(&input, Vec::new()) {
                     fast_hits += 1;
                     assert_eq!(
                         Ok(f),

@@ -488,10 +488,10 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
                 };
                 let raw = frame::raw_payload(&f.header, &bytes[start + FRAME_HEADER_LEN..end])
                     .map_err(problem)?;
-                let entries = frame::parse_entries_ref(&f.header, &raw).map_err(problem)?;
                 let mut s = FrameStats::default();
                 let mut c = FrameChunks::default();
-                for e in &entries {
+                // Visited in place; a damaged frame's partial figures are dropped with the error.
+                frame::for_each_entry_ref(&f.header, &raw, |e| {
                     c.observe(e.position, &e.record);
                     s.records += 1;
                     *s.by_kind.entry(e.record.kind_name()).or_default() += 1;
@@ -514,7 +514,8 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
                         }
                         _ => {}
                     }
-                }
+                })
+                .map_err(problem)?;
                 Ok((s, c))
             })
             .collect();

@@ -561,7 +561,7 @@ fn receive_one(
                 let start = f.offset as usize;
                 let end = start + f.header.frame_len() as usize;
                 frame::raw_payload(&f.header, &bytes[start + FRAME_HEADER_LEN..end])
-                    .and_then(|raw| frame::parse_entries_ref(&f.header, &raw).map(|_| ()))
+                    .and_then(|raw| frame::for_each_entry_ref(&f.header, &raw, |_| {}).map(|_| ()))
                     .map_err(|e| bad(format!("byte {}: {e}", f.offset)))
             })?;
             prev = Some((h.number, seg.last));
