@@ -205,3 +205,41 @@ fn rdb_export_at_a_chosen_offset_holds_that_state() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("shake filter"), "{}", out.stderr);
 }
+
+/// Bug pinned: an export to a special file (`--out /dev/null` in a benchmark) was written to
+/// `/dev/null.partial` and renamed over the device, replacing it with a regular file. Special
+/// files are now written in place; this uses a FIFO rather than the machine's /dev/null.
+#[test]
+fn export_to_a_special_file_writes_into_it_and_leaves_it_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = Server::start("7.0");
+    s.client().cmd(&["SET", "k", "v"]);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let out = crate::support::capture_run(&s.url(), &j, &["--snapshot-only"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(&fifo).unwrap())
+    };
+    let out = shake_run(&[
+        "export",
+        j.to_str().unwrap(),
+        "--format",
+        "resp",
+        "--out",
+        fifo.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let got = reader.join().unwrap();
+    assert!(
+        String::from_utf8_lossy(&got).contains("RESTORE"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(!dir.path().join("pipe.partial").exists());
+}

@@ -48,6 +48,63 @@ pub struct ExportArgs {
     pub scratch_server: PathBuf,
 }
 
+/// Where an export goes: standard output, a special file written in place (a device such as
+/// `/dev/null`, a FIFO: staging beside it and renaming would replace the device), or a regular
+/// file written as `FILE.partial` and renamed when complete, so no partial file is left
+/// unmarked.
+enum Output {
+    Stdout,
+    Special(PathBuf),
+    File { tmp: PathBuf, dest: PathBuf },
+}
+
+impl Output {
+    fn of(out: &std::path::Path) -> Output {
+        if out.as_os_str() == "-" {
+            return Output::Stdout;
+        }
+        match std::fs::metadata(out) {
+            Ok(m) if !m.is_file() && !m.is_dir() => Output::Special(out.to_path_buf()),
+            _ => Output::File {
+                tmp: out.with_extension("partial"),
+                dest: out.to_path_buf(),
+            },
+        }
+    }
+
+    fn open(&self) -> anyhow::Result<Box<dyn Write>> {
+        let file = |p: &PathBuf| -> anyhow::Result<Box<dyn Write>> {
+            Ok(Box::new(std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            )))
+        };
+        match self {
+            Output::Stdout => Ok(Box::new(std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::io::stdout().lock(),
+            ))),
+            Output::Special(p) => file(p),
+            Output::File { tmp, .. } => file(tmp),
+        }
+    }
+
+    /// Publishes a complete export (the rename of a staged file).
+    fn commit(&self) -> anyhow::Result<()> {
+        if let Output::File { tmp, dest } = self {
+            std::fs::rename(tmp, dest).with_context(|| {
+                format!("cannot rename {} to {}", tmp.display(), dest.display())
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes the state after `offset` as an RDB file: replay into a scratch server, `SAVE`, copy.
 async fn export_rdb_at(args: &ExportArgs, offset: u64) -> anyhow::Result<u8> {
     use crate::compare::scratch::Scratch;
@@ -79,17 +136,12 @@ async fn export_rdb_at(args: &ExportArgs, offset: u64) -> anyhow::Result<u8> {
         .and_then(|v| std::str::from_utf8(v).ok())
         .unwrap_or("?")
         .to_string();
-    if args.out.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&bytes)?;
-        out.flush()?;
-    } else {
-        let tmp = args.out.with_extension("partial");
-        std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &args.out).with_context(|| {
-            format!("cannot rename {} to {}", tmp.display(), args.out.display())
-        })?;
-    }
+    let output = Output::of(&args.out);
+    let mut sink = output.open()?;
+    sink.write_all(&bytes)?;
+    sink.flush()?;
+    drop(sink);
+    output.commit()?;
     eprintln!(
         "exported the state at offset {offset}: {keys} keys (RDB {version}, written by the scratch server)"
     );
@@ -108,21 +160,8 @@ pub async fn run(args: ExportArgs, _global: &GlobalArgs) -> anyhow::Result<u8> {
         return export_rdb_at(&args, offset).await;
     }
     tokio::task::spawn_blocking(move || -> anyhow::Result<u8> {
-        let to_stdout = args.out.as_os_str() == "-";
-        let mut sink: Box<dyn Write> = if to_stdout {
-            Box::new(std::io::BufWriter::with_capacity(
-                1 << 20,
-                std::io::stdout().lock(),
-            ))
-        } else {
-            // Write beside the target and rename at the end: no partial file left unmarked.
-            let tmp = args.out.with_extension("partial");
-            Box::new(std::io::BufWriter::with_capacity(
-                1 << 20,
-                std::fs::File::create(&tmp)
-                    .with_context(|| format!("cannot create {}", tmp.display()))?,
-            ))
-        };
+        let output = Output::of(&args.out);
+        let mut sink = output.open()?;
         let summary = match args.format {
             ExportFormat::Resp => export::export_resp(&args.path, &mut sink),
             ExportFormat::Rdb => export::export_rdb(&args.path, &mut sink),
@@ -131,12 +170,7 @@ pub async fn run(args: ExportArgs, _global: &GlobalArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("exporting {}", args.path.display()))?;
         sink.flush()?;
         drop(sink);
-        if !to_stdout {
-            let tmp = args.out.with_extension("partial");
-            std::fs::rename(&tmp, &args.out).with_context(|| {
-                format!("cannot rename {} to {}", tmp.display(), args.out.display())
-            })?;
-        }
+        output.commit()?;
         eprintln!(
             "exported {} keys, {} commands, {} function libraries{}{}",
             summary.keys,
