@@ -136,7 +136,11 @@ fn populate(c: &mut Client, version: &str) {
 }
 
 /// Reads the key back from the server in the decoder's shape and compares.
-fn check_against_server(c: &mut Client, meta: &KeyMeta, value: &Bytes) -> Result<(), String> {
+pub(crate) fn check_against_server(
+    c: &mut Client,
+    meta: &KeyMeta,
+    value: &Bytes,
+) -> Result<(), String> {
     let key = &meta.key[..];
     let cmd = |c: &mut Client, name: &str, extra: &[&str]| {
         let mut a: Vec<Vec<u8>> = name.split(' ').map(|s| s.as_bytes().to_vec()).collect();
@@ -244,18 +248,18 @@ fn check_against_server(c: &mut Client, meta: &KeyMeta, value: &Bytes) -> Result
             if groups.as_array().unwrap().len() != s.groups.len() {
                 return Err("group count differs".into());
             }
-            let pending: usize = s.groups.iter().map(|g| g.pel.len()).sum();
-            let theirs_pending: i64 = s
-                .groups
-                .iter()
-                .map(|g| {
-                    let f = c.cmd(&[&b"XPENDING"[..], key, &g.name]);
-                    f.as_array().unwrap()[0].as_int().unwrap()
-                })
-                .sum();
-            (pending as i64 == theirs_pending)
-                .then_some(())
-                .ok_or("PEL differs".into())
+            for g in &s.groups {
+                let f = c.cmd(&[&b"XPENDING"[..], key, &g.name]);
+                let theirs = f.as_array().unwrap()[0].as_int().unwrap();
+                if theirs != g.pel.len() as i64 {
+                    return Err(format!("PEL of {:?} differs", g.name));
+                }
+                let consumers = c.cmd(&[&b"XINFO"[..], b"CONSUMERS", key, &g.name]);
+                if consumers.as_array().unwrap().len() != g.consumers.len() {
+                    return Err(format!("consumers of {:?} differ", g.name));
+                }
+            }
+            Ok(())
         }
         Value::Module(m) => {
             let t = c.text(&[&b"TYPE"[..], key]);

@@ -15,11 +15,10 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use shake::rdb::decode::Value;
 use shake::rdb::dump;
 use shake::rdb::rewrite::{RewriteOptions, rewrite};
 use shake::rdb::scan::Scanner;
-use shake::rdb::{Flavor, KeyMeta, Kind, ObjectType, ReaderOptions, decode};
+use shake::rdb::{Flavor, KeyMeta, Kind, ObjectType, ReaderOptions};
 use shake::resp::Frame;
 
 use crate::support::{Client, Server, VALKEY, capture_run, digest, shake_run};
@@ -158,135 +157,19 @@ fn populate(c: &mut Client) {
     c.cmd(&["SELECT", "0"]);
 }
 
-/// Reads the key back from the server in the decoder's shape and compares.
+/// Reads the key back from the server in the decoder's shape and compares: the key's absolute
+/// expiry here, then the value with the same check the Redis matrix uses.
 fn check_against_server(c: &mut Client, meta: &KeyMeta, value: &Bytes) -> Result<(), String> {
-    let key = &meta.key[..];
-    let cmd = |c: &mut Client, name: &str, extra: &[&str]| {
-        let mut a: Vec<Vec<u8>> = name.split(' ').map(|s| s.as_bytes().to_vec()).collect();
-        a.push(key.to_vec());
-        a.extend(extra.iter().map(|s| s.as_bytes().to_vec()));
-        c.cmd(&a)
-    };
-    let list = |f: Frame| -> Vec<Vec<u8>> { f.as_array().unwrap().iter().map(b).collect() };
     if let Some(e) = meta.expire_ms {
-        let theirs = cmd(c, "PEXPIRETIME", &[]).as_int().unwrap();
+        let theirs = c
+            .cmd(&[&b"PEXPIRETIME"[..], &meta.key[..]])
+            .as_int()
+            .unwrap();
         if theirs != e {
             return Err(format!("key expiry {theirs} vs ours {e}"));
         }
     }
-    let decoded = decode(meta.object_type, value.clone()).map_err(|e| e.to_string())?;
-    match decoded {
-        Value::String(s) => {
-            let got = b(&cmd(c, "GET", &[]));
-            (got == s[..]).then_some(()).ok_or("string differs".into())
-        }
-        Value::List(it) => {
-            let ours: Vec<Vec<u8>> = it.map(|e| e.unwrap().to_vec()).collect();
-            (ours == list(cmd(c, "LRANGE", &["0", "-1"])))
-                .then_some(())
-                .ok_or("list differs".into())
-        }
-        Value::Set(it) => {
-            let mut ours: Vec<Vec<u8>> = it.map(|e| e.unwrap().to_vec()).collect();
-            let mut theirs = list(cmd(c, "SMEMBERS", &[]));
-            ours.sort();
-            theirs.sort();
-            (ours == theirs).then_some(()).ok_or("set differs".into())
-        }
-        Value::Zset(it) => {
-            let mut ours: Vec<(Vec<u8>, f64)> = it
-                .map(|e| e.unwrap())
-                .map(|(m, s)| (m.to_vec(), s))
-                .collect();
-            let flat = list(cmd(c, "ZRANGE", &["0", "-1", "WITHSCORES"]));
-            let mut theirs: Vec<(Vec<u8>, f64)> = flat
-                .chunks(2)
-                .map(|p| {
-                    (
-                        p[0].clone(),
-                        shake::rdb::decode::parse_score(&p[1]).unwrap(),
-                    )
-                })
-                .collect();
-            ours.sort_by(|a, b| a.0.cmp(&b.0));
-            theirs.sort_by(|a, b| a.0.cmp(&b.0));
-            (ours == theirs)
-                .then_some(())
-                .ok_or(format!("zset differs: {ours:?} vs {theirs:?}"))
-        }
-        Value::Hash(it) => {
-            let mut ttls = BTreeMap::new();
-            let ours: BTreeMap<Vec<u8>, Vec<u8>> = it
-                .map(|f| f.unwrap())
-                .map(|f| {
-                    ttls.insert(f.field.to_vec(), f.expire_ms);
-                    (f.field.to_vec(), f.value.to_vec())
-                })
-                .collect();
-            let flat = list(cmd(c, "HGETALL", &[]));
-            let theirs: BTreeMap<Vec<u8>, Vec<u8>> = flat
-                .chunks(2)
-                .map(|p| (p[0].clone(), p[1].clone()))
-                .collect();
-            if ours != theirs {
-                return Err("hash differs".into());
-            }
-            // Every field: the server's HPEXPIRETIME (-1 = none) equals ours.
-            for (f, e) in ttls {
-                let got = c.cmd(&[&b"HPEXPIRETIME"[..], key, b"FIELDS", b"1", &f]);
-                let got = got.as_array().unwrap()[0].as_int().unwrap();
-                if got != e.unwrap_or(-1) {
-                    return Err(format!("field TTL {got} vs ours {e:?}"));
-                }
-            }
-            Ok(())
-        }
-        Value::Stream(s) => {
-            let theirs = cmd(c, "XRANGE", &["-", "+"]);
-            let theirs: Vec<(String, Vec<Vec<u8>>)> = theirs
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| {
-                    let e = e.as_array().unwrap();
-                    (e[0].as_str().unwrap().to_string(), list(e[1].clone()))
-                })
-                .collect();
-            let ours: Vec<(String, Vec<Vec<u8>>)> = s
-                .entries()
-                .map(|e| e.unwrap())
-                .map(|e| {
-                    (
-                        e.id.to_string(),
-                        e.fields
-                            .iter()
-                            .flat_map(|(f, v)| [f.to_vec(), v.to_vec()])
-                            .collect(),
-                    )
-                })
-                .collect();
-            if ours != theirs {
-                return Err(format!("stream entries differ: {ours:?} vs {theirs:?}"));
-            }
-            let groups = cmd(c, "XINFO GROUPS", &[]);
-            if groups.as_array().unwrap().len() != s.groups.len() {
-                return Err("group count differs".into());
-            }
-            for g in &s.groups {
-                let f = c.cmd(&[&b"XPENDING"[..], key, &g.name]);
-                let theirs = f.as_array().unwrap()[0].as_int().unwrap();
-                if theirs != g.pel.len() as i64 {
-                    return Err(format!("PEL of {:?} differs", g.name));
-                }
-                let consumers = c.cmd(&[&b"XINFO"[..], b"CONSUMERS", key, &g.name]);
-                if consumers.as_array().unwrap().len() != g.consumers.len() {
-                    return Err(format!("consumers of {:?} differ", g.name));
-                }
-            }
-            Ok(())
-        }
-        Value::Module(m) => Err(format!("unexpected module value {}", m.module_name)),
-    }
+    crate::rdb_server::check_against_server(c, meta, value)
 }
 
 fn value_digest(c: &mut Client, key: &[u8]) -> Vec<u8> {
