@@ -280,22 +280,9 @@ impl Writer {
         if self.dry_run || names.is_empty() {
             return Ok(vec![None; names.len()]);
         }
-        let addr = self.map.node(Route::Any);
-        let node = self.node(&addr).await?;
-        if node.db != 0 {
-            node.conn
-                .request(&["SELECT", "0"])
-                .await
-                .map_err(|e| Self::conn_err(&addr, e))?;
-            node.db = 0;
-        }
         let mut argv = vec![b"MGET".to_vec()];
         argv.extend(names.iter().cloned());
-        let f = node
-            .conn
-            .request(&argv)
-            .await
-            .map_err(|e| Self::conn_err(&addr, e))?;
+        let f = self.request_in_db0(&argv).await?;
         Ok(match f {
             Frame::Array(items) => items
                 .into_iter()
@@ -314,6 +301,15 @@ impl Writer {
         if self.dry_run {
             return Ok(());
         }
+        let mut argv = vec![b"DEL".to_vec()];
+        argv.extend(marker.family.iter().cloned());
+        self.request_in_db0(&argv).await?;
+        Ok(())
+    }
+
+    /// Sends one command outside the pipeline to a node in database 0, where the markers live
+    /// (`Route::Any`: on a cluster, the markers' node).
+    async fn request_in_db0(&mut self, argv: &[Vec<u8>]) -> std::result::Result<Frame, Failure> {
         let addr = self.map.node(Route::Any);
         let node = self.node(&addr).await?;
         if node.db != 0 {
@@ -323,13 +319,10 @@ impl Writer {
                 .map_err(|e| Self::conn_err(&addr, e))?;
             node.db = 0;
         }
-        let mut argv = vec![b"DEL".to_vec()];
-        argv.extend(marker.family.iter().cloned());
         node.conn
-            .request(&argv)
+            .request(argv)
             .await
-            .map_err(|e| Self::conn_err(&addr, e))?;
-        Ok(())
+            .map_err(|e| Self::conn_err(&addr, e))
     }
 
     fn record_error(&self, addr: &str, op: &Op, cmd: &Cmd, msg: &str) -> Result<()> {
