@@ -8,6 +8,32 @@ use shake::journal::{Entry, Follower, Position, RecoveryMode, ShardReader, Shard
 
 use crate::journal_util::{command, create, small_opts, write_snapshot};
 
+/// A sealed one-shard journal of `n` commands in small segments; returns the shard directory
+/// and its first segment.
+fn sealed_commands(t: &tempfile::TempDir, n: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    create(t.path());
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    for o in 1..=n {
+        w.command(o, command(o)).unwrap();
+    }
+    w.close().unwrap();
+    let shard = t.path().join("shard-000");
+    let first = segment::list(&shard).unwrap()[0].1.clone();
+    (shard, first)
+}
+
+/// Polls up to three times, returning the first error (or the last result).
+fn poll_until_error(f: &mut Follower) -> shake::journal::Result<Vec<Entry>> {
+    let mut result = Ok(Vec::new());
+    for _ in 0..3 {
+        result = f.poll();
+        if result.is_err() {
+            break;
+        }
+    }
+    result
+}
+
 #[test]
 fn follower_sees_frames_appended_by_a_concurrent_writer() {
     let t = tempfile::tempdir().unwrap();
@@ -117,27 +143,12 @@ fn follower_waits_on_a_preallocated_file_filled_in_place() {
 #[test]
 fn follower_reports_damage_followed_by_written_bytes() {
     let t = tempfile::tempdir().unwrap();
-    create(t.path());
-    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
-    for o in 1..=200u64 {
-        w.command(o, command(o)).unwrap();
-    }
-    w.close().unwrap();
-    let first = segment::list(&t.path().join("shard-000")).unwrap()[0]
-        .1
-        .clone();
+    let (shard, first) = sealed_commands(&t, 200);
     let mut b = std::fs::read(&first).unwrap();
     b[300] ^= 0x10;
     std::fs::write(&first, &b).unwrap();
-    let mut f = Follower::new(&t.path().join("shard-000"), Position::ZERO);
-    let mut result = Ok(Vec::new());
-    for _ in 0..3 {
-        result = f.poll();
-        if result.is_err() {
-            break;
-        }
-    }
-    match result {
+    let mut f = Follower::new(&shard, Position::ZERO);
+    match poll_until_error(&mut f) {
         Err(shake::journal::Error::Corruption { file, .. }) => assert_eq!(file, first),
         other => panic!("expected corruption, got {other:?}"),
     }
@@ -149,28 +160,13 @@ fn follower_reports_damage_followed_by_written_bytes() {
 #[test]
 fn follower_reports_a_damaged_end_of_a_segment_listed_as_sealed() {
     let t = tempfile::tempdir().unwrap();
-    create(t.path());
-    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
-    for o in 1..=200u64 {
-        w.command(o, command(o)).unwrap();
-    }
-    w.close().unwrap();
-    let first = segment::list(&t.path().join("shard-000")).unwrap()[0]
-        .1
-        .clone();
+    let (shard, first) = sealed_commands(&t, 200);
     let mut b = std::fs::read(&first).unwrap();
     let half = b.len() / 2;
     b[half..].iter_mut().for_each(|x| *x = 0);
     std::fs::write(&first, &b).unwrap();
-    let mut f = Follower::new(&t.path().join("shard-000"), Position::ZERO);
-    let mut result = Ok(Vec::new());
-    for _ in 0..3 {
-        result = f.poll();
-        if result.is_err() {
-            break;
-        }
-    }
-    match result {
+    let mut f = Follower::new(&shard, Position::ZERO);
+    match poll_until_error(&mut f) {
         Err(shake::journal::Error::Corruption { file, what, .. }) => {
             assert_eq!(file, first);
             assert!(what.contains("lists this segment as sealed"), "{what}");
@@ -184,16 +180,11 @@ fn follower_reports_a_damaged_end_of_a_segment_listed_as_sealed() {
 #[test]
 fn follower_reports_a_stalled_segment_followed_by_a_later_one() {
     let t = tempfile::tempdir().unwrap();
-    create(t.path());
-    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
-    for o in 1..=300u64 {
-        w.command(o, command(o)).unwrap();
-    }
-    w.close().unwrap();
-    let shard = t.path().join("shard-000");
-    let segs = segment::list(&shard).unwrap();
-    assert!(segs.len() >= 2, "several segments");
-    let first = segs[0].1.clone();
+    let (shard, first) = sealed_commands(&t, 300);
+    assert!(
+        segment::list(&shard).unwrap().len() >= 2,
+        "several segments"
+    );
     let mut b = std::fs::read(&first).unwrap();
     let half = b.len() / 2;
     b[half..].iter_mut().for_each(|x| *x = 0);
