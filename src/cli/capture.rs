@@ -216,10 +216,7 @@ pub async fn run(args: CaptureArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     }
     let metrics = match args.metrics_addr {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
-            tracing::info!(%addr, "serving Prometheus metrics");
+            let listener = super::metrics_listener(addr).await?;
             Some(tokio::spawn(crate::capture::metrics::serve(
                 listener,
                 statuses.clone(),

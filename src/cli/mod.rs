@@ -126,6 +126,16 @@ pub enum ReportFormat {
     Json,
 }
 
+/// Binds `--metrics-addr` (capture and replay serve their Prometheus page there).
+async fn metrics_listener(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context as _;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+    tracing::info!(%addr, "serving Prometheus metrics");
+    Ok(listener)
+}
+
 /// Runs the parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {

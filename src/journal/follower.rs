@@ -161,6 +161,15 @@ impl Follower {
     /// can still grow, an error once it cannot (see the module docs).
     fn check_stall(&mut self, file: &File, path: &Path, name_pos: Position, at: u64) -> Result<()> {
         let len = file.metadata().map_err(super::error::io(path))?.len();
+        let same = self
+            .stalled
+            .as_ref()
+            .is_some_and(|(p, a, l, _)| p == path && *a == at && *l == len);
+        if !same {
+            // Progress since the last poll (or the first wait here): nothing to look up.
+            self.stalled = Some((path.to_path_buf(), at, len, std::time::Instant::now()));
+            return Ok(());
+        }
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -178,14 +187,6 @@ impl Follower {
                     listed.bytes
                 ),
             ));
-        }
-        let same = self
-            .stalled
-            .as_ref()
-            .is_some_and(|(p, a, l, _)| p == path && *a == at && *l == len);
-        if !same {
-            self.stalled = Some((path.to_path_buf(), at, len, std::time::Instant::now()));
-            return Ok(());
         }
         let since = self
             .stalled

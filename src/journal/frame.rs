@@ -28,7 +28,7 @@
 use std::io::Read;
 
 use super::Position;
-use super::record::{Entry, decode_entry};
+use super::record::Entry;
 use super::record_ref::{CommandRef, EntryRef, RecordRef, decode_entry_ref_into};
 
 /// Magic bytes opening every frame.
@@ -347,40 +347,8 @@ pub fn decode_records(header: &FrameHeader, payload: &[u8]) -> Result<Vec<Entry>
     let raw = raw_payload(header, payload)?;
     // Each entry takes at least 5 bytes, so this capacity is bounded by the payload.
     let mut out = Vec::with_capacity((header.records as usize).min(raw.len() / 5 + 1));
-    let mut at = 0usize;
-    for i in 0..header.records {
-        let (mut entry, used) = decode_entry(&raw[at..])
-            .map_err(|e| FrameError::Invalid(format!("record {i} at raw byte {at}: {e}")))?;
-        entry.position = resolve(
-            header,
-            out.last().map(|e: &Entry| e.position),
-            entry.position,
-        )
-        .ok_or_else(|| FrameError::Invalid(format!("record {i}: position overflows")))?;
-        if let Some(prev) = out.last().map(|e: &Entry| e.position)
-            && entry.position <= prev
-        {
-            return Err(FrameError::Invalid(format!(
-                "record {i} position {} not after {prev}",
-                entry.position
-            )));
-        }
-        at += used;
-        out.push(entry);
-    }
-    if at != raw.len() {
-        return Err(FrameError::Invalid(format!(
-            "{} bytes after the last record",
-            raw.len() - at
-        )));
-    }
-    match (out.first(), out.last()) {
-        (Some(f), Some(l)) if f.position == header.first && l.position == header.last => Ok(out),
-        (None, _) => Err(FrameError::Invalid("records frame with no records".into())),
-        _ => Err(FrameError::Invalid(
-            "record positions disagree with the frame header".into(),
-        )),
-    }
+    for_each_entry_ref(header, &raw, |e| out.push(e.to_owned()))?;
+    Ok(out)
 }
 
 /// Parses the entries of a decompressed `Records` payload (from [`raw_payload`]) as borrowed
@@ -459,14 +427,6 @@ pub fn for_each_entry_ref<'a>(
         _ => Err(FrameError::Invalid(
             "record positions disagree with the frame header".into(),
         )),
-    }
-}
-
-/// The absolute position of an entry as stored in a frame of `header`'s kind.
-fn resolve(header: &FrameHeader, prev: Option<Position>, stored: Position) -> Option<Position> {
-    match header.kind {
-        FrameKind::RecordsDelta => PositionDelta::decode(prev, stored),
-        _ => Some(stored),
     }
 }
 

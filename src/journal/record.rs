@@ -429,14 +429,11 @@ pub(crate) fn encode_position(position: Position, out: &mut Vec<u8>) {
 /// The most bytes [`encode_position`] writes (three varints of at most 9 bytes).
 pub(crate) const MAX_POSITION_LEN: usize = 27;
 
-/// Decodes one entry from the start of `buf`, returning it and the bytes it used.
+/// Decodes one entry from the start of `buf`, returning it and the bytes it used (the
+/// borrowed reader, then copied: readers go through [`super::frame::for_each_entry_ref`]).
+#[cfg(test)]
 pub(crate) fn decode_entry(buf: &[u8]) -> Result<(Entry, usize), String> {
-    // Commands and keys through the hand-written reader (see `record_ref`), then copied.
-    if let Some((e, used)) = super::record_ref::decode_fast(buf) {
-        return Ok((e.to_owned(), used));
-    }
-    bincode::serde::borrow_decode_from_slice::<Entry, _>(buf, bincode_config())
-        .map_err(|e| e.to_string())
+    super::record_ref::decode_entry_ref(buf).map(|(e, used)| (e.to_owned(), used))
 }
 
 /// Reassembles a key's full value from its [`KeyRecord`] and the [`ValueChunk`]s that followed

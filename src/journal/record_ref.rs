@@ -362,11 +362,6 @@ pub(crate) fn decode_entry_ref_into<'a>(
     Ok(used)
 }
 
-/// The fast reader alone: `None` when it does not handle the input.
-pub(crate) fn decode_fast(buf: &[u8]) -> Option<(EntryRef<'_>, usize)> {
-    fast::decode(buf, Vec::new())
-}
-
 /// The serde path of [`decode_entry_ref`]: rare records, kept out of line.
 #[inline(never)]
 pub(crate) fn decode_entry_ref_serde(buf: &[u8]) -> Result<(EntryRef<'_>, usize), String> {
@@ -381,7 +376,7 @@ pub(crate) fn decode_entry_ref_serde(buf: &[u8]) -> Result<(EntryRef<'_>, usize)
 /// `Command` and `Key` variants. Returns `None` for anything else or anything it cannot read
 /// (the serde path then decides, and reports the error).
 mod fast {
-    use super::{BytesRef, CommandRef, EntryRef, KeyRecordRef, RecordRef};
+    use super::{BytesRef, CommandRef, KeyRecordRef, RecordRef};
     use crate::journal::Position;
 
     struct Cur<'a> {
@@ -441,12 +436,13 @@ mod fast {
     }
 
     /// The entry at the start of `b` (a command's arguments go into `argv`, cleared).
+    #[cfg(test)]
     pub(super) fn decode<'a>(
         b: &'a [u8],
         argv: Vec<BytesRef<'a>>,
-    ) -> Option<(EntryRef<'a>, usize)> {
+    ) -> Option<(super::EntryRef<'a>, usize)> {
         let (position, record, used) = parse(b, argv)?;
-        Some((EntryRef { position, record }, used))
+        Some((super::EntryRef { position, record }, used))
     }
 
     /// [`decode`] as parts, so that a caller can write them where they belong.

@@ -250,7 +250,9 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
     // Large values span records, frames and segments: continuity is joined in order.
     let mut chunks = ChunkTracker::default();
     let mut last_unsealed: Option<PathBuf> = None;
-    let mut cut_keys: Vec<(u64, PathBuf, Option<u64>, String)> = Vec::new();
+    // Keys whose chunks stop early: (epoch, file, offset, message, whether the segment is still
+    // being written); classified once the epochs' snapshots are known.
+    let mut cut_keys: Vec<(u64, PathBuf, Option<u64>, String, bool)> = Vec::new();
     let mut prev_seg: Option<(u64, Option<Position>, PathBuf)> = None;
     let mut prev_last: Option<Position> = None;
     let count = files.len();
@@ -528,10 +530,9 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
                         p(path, Some(f.offset), what);
                     }
                     cut_keys.extend(
-                        found
-                            .cut
-                            .into_iter()
-                            .map(|(epoch, what)| (epoch, path.clone(), Some(f.offset), what)),
+                        found.cut.into_iter().map(|(epoch, what)| {
+                            (epoch, path.clone(), Some(f.offset), what, false)
+                        }),
                     );
                 }
                 Err(pr) => problems_push(&mut p, pr),
@@ -550,15 +551,14 @@ fn verify_shard(dir: &Path, name: &str) -> (ShardSummary, Vec<Problem>, Vec<Prob
     // (it has its end record); a capture stopped or killed mid-snapshot leaves an incomplete
     // snapshot, which replay never uses, and the last key of a segment still being written is
     // simply not finished yet.
-    let still_written = last_unsealed.is_some();
     if let Some((epoch, what)) = std::mem::take(&mut chunks).finish() {
+        let still_written = last_unsealed.is_some();
         let file = last_unsealed.unwrap_or_else(|| dir.to_path_buf());
-        cut_keys.push((epoch, file, None, what));
+        cut_keys.push((epoch, file, None, what, still_written));
     }
-    let last_cut = cut_keys.len().saturating_sub(1);
-    for (i, (epoch, file, offset, what)) in cut_keys.into_iter().enumerate() {
+    for (epoch, file, offset, what, still_written) in cut_keys {
         let snapshot_ended = stats.epochs.get(&epoch).is_some_and(|e| e.3.is_some());
-        if snapshot_ended && !(still_written && i == last_cut && offset.is_none()) {
+        if snapshot_ended && !still_written {
             p(&file, offset, what);
         } else {
             note(
