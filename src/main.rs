@@ -6,6 +6,12 @@ use shake::cli::{self, Cli};
 use shake::exit;
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: replay frees on its connection tasks the many
+/// small argument buffers its journal reader thread allocated, which glibc's malloc handles
+/// poorly (a third of replay's CPU time went to it; docs/performance.md, "Replay").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     shake::logging::init(cli.global.log_format, cli.global.verbosity());

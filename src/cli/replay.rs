@@ -67,6 +67,12 @@ pub struct ReplayArgs {
     /// Parse, route and count without writing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Send every SET as it is. By default a run of plain `SET key value` commands bound for
+    /// one connection (and, on a cluster, one slot) is sent as one MSET: same effect, about
+    /// 30 % less work for the destination per key; an error reply is reported against every
+    /// SET of the run.
+    #[arg(long)]
+    pub no_fold: bool,
     /// Commands per second, all shards together (0: unlimited).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_ops: u64,
@@ -153,6 +159,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     }
     opts.connections = args.connections;
     opts.dry_run = args.dry_run;
+    opts.fold_sets = !args.no_fold && !args.dry_run;
     opts.max_ops = args.max_ops;
     opts.max_bytes = args.max_bytes;
     let time_ms = match &args.until_time {

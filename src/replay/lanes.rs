@@ -135,7 +135,7 @@ async fn begin(
     done: &mpsc::UnboundedSender<Done>,
 ) -> bool {
     if ctx.buckets.0.limited() {
-        let n: u64 = b.ops.iter().map(|o| o.len() as u64).sum();
+        let n: u64 = b.ops.iter().map(|o| o.commands_carried() as u64).sum();
         ctx.buckets.0.take(n).await;
     }
     if ctx.buckets.1.limited() {

@@ -434,7 +434,7 @@ async fn drive(
     let mut d = Dispatch {
         lanes: lanes_n,
         pipeline: opts.pipeline.max(1),
-        open: Open::new(lanes_n),
+        open: Open::new(lanes_n, opts.fold_sets && !opts.dry_run),
         rounds: VecDeque::new(),
         next_round: 0,
         atomic,
@@ -549,7 +549,7 @@ async fn drive(
     // what was not sent gives its memory back; after a failure the reader stops waiting for it
     drop(inbox);
     drop(waiting);
-    d.open = Open::new(lanes_n);
+    d.open = Open::new(lanes_n, false);
     if result.is_err() {
         budget.close();
     }
@@ -642,11 +642,14 @@ struct Open {
     bytes: u64,
     phase: Option<Phase>,
     last: Option<Position>,
+    /// Fold runs of plain SETs into MSETs ([`Op::try_fold`]).
+    fold: bool,
 }
 
 impl Open {
-    fn new(lanes: usize) -> Open {
+    fn new(lanes: usize, fold: bool) -> Open {
         Open {
+            fold,
             ops: (0..lanes).map(|_| Vec::new()).collect(),
             permits: (0..lanes).map(|_| Vec::new()).collect(),
             cmds: vec![0; lanes],
@@ -665,14 +668,23 @@ impl Open {
     }
 
     fn push(&mut self, lane: usize, op: Op, permit: Permit) {
-        self.cmds[lane] += op.len();
         // the op's memory permits (KiB, at least one) stand for its size: no pass over its
         // arguments here
         self.bytes += permit.num_permits() as u64 * 1024;
         self.phase = Some(op.phase);
         self.last = Some(op.position);
-        self.ops[lane].push(op);
         self.permits[lane].push(permit);
+        // a plain SET joins the lane's previous one (this lane's ops only: order per key and
+        // the lane's marker hold; the round's acknowledgement covers the whole fold)
+        let op = match self.ops[lane].last_mut() {
+            Some(prev) if self.fold => match prev.try_fold(op) {
+                Ok(()) => return,
+                Err(op) => op,
+            },
+            _ => op,
+        };
+        self.cmds[lane] += op.len();
+        self.ops[lane].push(op);
     }
 }
 
@@ -698,7 +710,8 @@ struct Dispatch {
 impl Dispatch {
     /// Sends the open round, each lane its part.
     async fn dispatch(&mut self, lane_tx: &[tokio::sync::mpsc::Sender<lanes::Job>]) -> Result<()> {
-        let open = std::mem::replace(&mut self.open, Open::new(self.lanes));
+        let fresh = Open::new(self.lanes, self.open.fold);
+        let open = std::mem::replace(&mut self.open, fresh);
         let (Some(last), Some(phase)) = (open.last, open.phase) else {
             return Ok(());
         };
@@ -776,18 +789,18 @@ fn count(stats: &Stats, batch: &[Op]) {
         };
         match op.phase {
             Phase::Snapshot if op.key.is_some() => {
-                stats.keys.fetch_add(1, Relaxed);
+                stats.keys.fetch_add(op.records() as u64, Relaxed);
                 if first.argv[0].as_slice() == b"RESTORE" {
                     stats.restored.fetch_add(1, Relaxed);
                 } else {
-                    stats.rewritten.fetch_add(1, Relaxed);
+                    stats.rewritten.fetch_add(op.records() as u64, Relaxed);
                 }
             }
             Phase::Snapshot => {
                 stats.functions.fetch_add(1, Relaxed);
             }
             Phase::Stream => {
-                stats.records.fetch_add(1, Relaxed);
+                stats.records.fetch_add(op.records() as u64, Relaxed);
             }
         }
     }
@@ -887,7 +900,7 @@ async fn send(
             }
         }
     }
-    let n: u64 = batch.iter().map(|o| o.len() as u64).sum();
+    let n: u64 = batch.iter().map(|o| o.commands_carried() as u64).sum();
     if n == 0 {
         return Ok(());
     }
@@ -1124,6 +1137,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
             key: None,
             unit: op::Unit::Commands(vec![]),
             guard: None,
+            folded: Vec::new(),
         }),
         Record::Command(c) => {
             if rc.until.beyond(pos.offset, Some(c.time_ms)) {

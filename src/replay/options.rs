@@ -74,6 +74,8 @@ pub struct ReplayOptions {
     pub connections: usize,
     /// Parse, route and count without writing.
     pub dry_run: bool,
+    /// Send runs of plain `SET`s on one connection as one `MSET` ([`super::op::Op::try_fold`]).
+    pub fold_sets: bool,
     /// Commands per second across all shards (0: unlimited).
     pub max_ops: u64,
     /// Bytes of commands per second across all shards (0: unlimited).
@@ -107,6 +109,7 @@ impl ReplayOptions {
             pipeline: 512,
             connections: 4,
             dry_run: false,
+            fold_sets: true,
             max_ops: 0,
             max_bytes: 0,
             until: Until::default(),

@@ -227,6 +227,7 @@ mod tests {
                     .collect(),
             ),
             guard: None,
+            folded: Vec::new(),
         }
     }
 

@@ -117,6 +117,7 @@ impl KeyConverter {
             key: Some(k.key.clone()),
             unit,
             guard,
+            folded: Vec::new(),
         };
         if let Some(label) = restore_label {
             let payload = dump::build(k.type_id, &value, label);
@@ -205,6 +206,7 @@ impl KeyConverter {
             key: None,
             unit: Unit::Commands(vec![cmd]),
             guard: None,
+            folded: Vec::new(),
         }
     }
 }

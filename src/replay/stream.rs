@@ -85,6 +85,7 @@ impl StreamConverter {
             key,
             unit: Unit::Commands(cmds),
             guard: None,
+            folded: Vec::new(),
         }))
     }
 
@@ -147,6 +148,7 @@ impl StreamConverter {
             key,
             unit,
             guard: None,
+            folded: Vec::new(),
         }))
     }
 
@@ -248,7 +250,8 @@ pub fn absolute_expiry(argv: Argv, time_ms: u64, target_version: u32) -> Argv {
     let candidate = argv.first().is_some_and(|n| {
         matches!(n.len(), 3 | 5 | 6 | 7) && matches!(n[0].to_ascii_uppercase(), b'E' | b'P' | b'S')
     });
-    if !candidate {
+    // a plain `SET k v` (the most frequent command) has nothing to rewrite: no look further
+    if !candidate || argv.len() < 3 || (argv[0].len() == 3 && argv.len() < 5) {
         return argv;
     }
     let num = |a: &[u8]| -> Option<i64> { std::str::from_utf8(a).ok()?.parse().ok() };

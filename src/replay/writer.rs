@@ -351,6 +351,26 @@ impl Writer {
                 OnBusy::Fail => {}
             }
         }
+        if !op.folded.is_empty() {
+            // MSET applies all its keys or none: each folded SET failed, at its own position
+            let n = op.folded.len();
+            let msg = format!(
+                "{msg} (one MSET carried this SET and {} others: none applied)",
+                n - 1
+            );
+            for (i, position) in op.folded.iter().enumerate() {
+                self.stats.fail(
+                    &self.shard,
+                    addr,
+                    &kind,
+                    "SET",
+                    op.folded_key(i),
+                    *position,
+                    &msg,
+                );
+            }
+            return Ok(());
+        }
         let key = first_key(&cmd.argv).or(op.key.as_deref());
         self.stats
             .fail(&self.shard, addr, &kind, &cmd.name(), key, op.position, msg);
