@@ -643,6 +643,7 @@ fn writer_follows_moved_and_ask_on_a_real_cluster() {
                 Route::Slot(shake::net::slot::key_slot(k.as_bytes())),
             )]),
             guard: None,
+            folded: Vec::new(),
         })
         .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -396,7 +396,8 @@ async fn drive(
         epoch,
         start,
         after,
-        keys: KeyConverter::new(&ctx.target, opts.restore, opts.on_conflict),
+        keys: KeyConverter::new(&ctx.target, opts.restore, opts.on_conflict)
+            .plain_strings(opts.fold_sets && !opts.dry_run),
         stream: StreamConverter {
             journal_shards: ctx.journal_shards,
             ..StreamConverter::new(
@@ -792,6 +793,9 @@ fn count(stats: &Stats, batch: &[Op]) {
                 stats.keys.fetch_add(op.records() as u64, Relaxed);
                 if first.argv[0].as_slice() == b"RESTORE" {
                     stats.restored.fetch_add(1, Relaxed);
+                } else if matches!(first.argv[0].as_slice(), b"SET" | b"MSET") {
+                    // the plain-string path (the rewrite path starts with DEL)
+                    stats.as_set.fetch_add(op.records() as u64, Relaxed);
                 } else {
                     stats.rewritten.fetch_add(op.records() as u64, Relaxed);
                 }
@@ -1089,13 +1093,12 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
         return Ok(Step::Go);
     }
     let op = match e.record {
-        Record::Key(k) => {
+        Record::Key(mut k) => {
+            let v = std::mem::take(&mut k.value);
             if k.chunks > 0 {
-                let v = k.value.clone();
                 st.pending = Some((k, v));
                 return Ok(Step::Go);
             }
-            let v = k.value.clone();
             key_op(rc, st, &k, v, pos)?
         }
         Record::ValueChunk(c) => {

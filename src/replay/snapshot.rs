@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::journal::{KeyRecord, Position};
 use crate::net::slot::key_slot;
+use crate::rdb::decode::{Value, decode};
 use crate::rdb::dump::{self, Compat};
 use crate::rdb::rewrite::{RewriteOptions, rewrite};
 use crate::rdb::version::{Flavor, Kind, ObjectType};
@@ -40,7 +41,12 @@ pub struct KeyConverter {
     conflict: ConflictPolicy,
     rewrite: RewriteOptions,
     cluster: bool,
+    /// Write small strings without TTL as plain `SET`s (see [`KeyConverter::plain_strings`]).
+    plain_strings: bool,
 }
+
+/// Largest encoded string value sent as a plain `SET` rather than RESTORE.
+const PLAIN_STRING_MAX: usize = 64 << 10;
 
 impl KeyConverter {
     /// A converter for `target` under these policies.
@@ -59,7 +65,19 @@ impl KeyConverter {
             target: target.clone(),
             restore,
             conflict,
+            plain_strings: false,
         }
+    }
+
+    /// Under `--restore auto` and `--on-conflict replace`, writes a string key without TTL or
+    /// LRU/LFU metadata (below 64 KiB) as `SET key value` instead of RESTORE: the target ends
+    /// with the same key and value (`SET` replaces any type and drops a TTL, as
+    /// `RESTORE … REPLACE` does), and the replay folds runs of them into `MSET`s
+    /// ([`super::op::Op::try_fold`]), which costs the target far less per key than one
+    /// RESTORE each (docs/performance.md, "Replay"). Off with `--no-fold`.
+    pub fn plain_strings(mut self, on: bool) -> Self {
+        self.plain_strings = on;
+        self
     }
 
     /// Converts key `k` (value reassembled from its chunks) of a snapshot written with
@@ -90,6 +108,37 @@ impl KeyConverter {
         } else {
             Route::Any
         };
+        let mk = |unit, guard| Op {
+            position,
+            phase: Phase::Snapshot,
+            db,
+            end_db: db,
+            key: Some(k.key.clone()),
+            unit,
+            guard,
+            folded: Vec::new(),
+        };
+        if self.plain_strings
+            && t == ObjectType::String
+            && k.expire_ms.is_none()
+            && k.idle.is_none()
+            && k.freq.is_none()
+            && self.conflict == ConflictPolicy::Replace
+            && self.restore == RestoreMode::Auto
+            && value.len() <= PLAIN_STRING_MAX
+        {
+            return match decode(t, Bytes::from(value)) {
+                Ok(Value::String(s)) => {
+                    let argv = vec![b"SET".to_vec(), k.key.clone(), s.to_vec()];
+                    Converted::Op(
+                        mk(Unit::Commands(vec![Cmd::new(argv, route)]), None),
+                        Vec::new(),
+                    )
+                }
+                Ok(_) => Converted::Impossible("a string that does not decode as one".into()),
+                Err(e) => Converted::Impossible(format!("value does not decode: {e}")),
+            };
+        }
         let compat = dump::compatibility(t, src_version, self.target.destination());
         // payload = type byte + value + 10-byte footer, sent as one bulk argument
         let too_big = value.len() as u64 + 11 > self.target.proto_max_bulk_len;
@@ -108,16 +157,6 @@ impl KeyConverter {
                 ));
             }
             _ => None,
-        };
-        let mk = |unit, guard| Op {
-            position,
-            phase: Phase::Snapshot,
-            db,
-            end_db: db,
-            key: Some(k.key.clone()),
-            unit,
-            guard,
-            folded: Vec::new(),
         };
         if let Some(label) = restore_label {
             let payload = dump::build(k.type_id, &value, label);
