@@ -440,3 +440,66 @@ fn a_second_writer_on_the_same_shard_is_refused() {
     drop(w);
     ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
 }
+
+/// `ShardReader::snapshot_complete` decodes only the last frames of a snapshot: a complete one
+/// followed by commands, one followed only by markers, one cut off (keys, no end) in a second
+/// epoch, and an epoch with no record are each told apart.
+#[test]
+fn snapshot_complete_is_found_from_the_last_frames() {
+    let t = tempfile::tempdir().unwrap();
+    create(t.path());
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    write_snapshot(&mut w, 10, 40);
+    for o in 11..200 {
+        w.command(o, command(o)).unwrap();
+    }
+    w.replid_changed(201, "new-id".into(), None).unwrap();
+    write_snapshot(&mut w, 7, 40);
+    w.marker(Marker::CaptureStop {
+        time_ms: 1,
+        reason: "signal".into(),
+    })
+    .unwrap();
+    w.close().unwrap();
+    let r = ShardReader::open(t.path(), "shard-000", RecoveryMode::Refuse).unwrap();
+    assert!(r.frames().len() > 4, "the test needs several frames");
+    assert_eq!(r.snapshot_complete(1, 10).unwrap(), Some(true));
+    assert_eq!(r.snapshot_complete(2, 7).unwrap(), Some(true));
+    assert_eq!(r.snapshot_complete(3, 7).unwrap(), None);
+
+    // epoch 3: keys and no end (a capture killed inside its snapshot)
+    let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
+    w.begin_snapshot(
+        journal::SnapshotBegin {
+            replid: "8de1c4a7a2a4c7f5e2b3a1d0c9f8e7d6c5b4a392".into(),
+            offset: 5,
+            rdb_version: 11,
+            aux: vec![],
+        },
+        None,
+    )
+    .unwrap();
+    for k in 0..30u8 {
+        w.key(journal::KeyRecord {
+            db: 0,
+            key: vec![b'x', k],
+            type_id: 0,
+            expire_ms: None,
+            idle: None,
+            freq: None,
+            value_len: 0,
+            chunks: 0,
+            value: vec![k; 50],
+        })
+        .unwrap();
+    }
+    w.marker(Marker::CaptureStop {
+        time_ms: 2,
+        reason: "killed".into(),
+    })
+    .unwrap();
+    w.close().unwrap();
+    let r = ShardReader::open(t.path(), "shard-000", RecoveryMode::Refuse).unwrap();
+    assert_eq!(r.snapshot_complete(3, 5).unwrap(), Some(false));
+    assert_eq!(r.snapshot_complete(2, 7).unwrap(), Some(true));
+}

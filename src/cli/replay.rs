@@ -299,7 +299,15 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     );
     println!(
         "  snapshot keys {} (restored {}, strings by SET {}, rewritten {}, not exact {}), skipped (existing) {}, expired (not written) {}, function libraries {}, module aux records ignored {}",
-        s.keys, s.restored, s.as_set, s.rewritten, s.lossy, s.skipped, s.expired, s.functions, s.module_aux
+        s.keys,
+        s.restored,
+        s.as_set,
+        s.rewritten,
+        s.lossy,
+        s.skipped,
+        s.expired,
+        s.functions,
+        s.module_aux
     );
     println!(
         "  stream records {}  commands sent {}  bytes {}  in {:.1}s ({:.0} commands/s)  redirects {}  reconnects {}",

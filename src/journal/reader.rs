@@ -17,7 +17,7 @@ use super::frame::{self, FRAME_HEADER_LEN, FrameHeader};
 use super::index::SegmentIndex;
 use super::manifest::{self, ShardManifest};
 use super::segment::{self, Damage, FrameInfo, SegmentHeader, Tail};
-use super::{Entry, Error, Position, Result};
+use super::{Entry, Error, Position, Record, Result};
 
 /// What a reader does when it meets damaged bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -350,6 +350,27 @@ impl ShardReader {
             })
     }
 
+    /// [`ShardReader::decode`] appending to `out`, decompressing into `scratch` (both reused
+    /// by a sequential reader).
+    fn decode_into(
+        &self,
+        f: &FrameRef,
+        scratch: &mut Vec<u8>,
+        out: &mut std::collections::VecDeque<Entry>,
+    ) -> Result<()> {
+        let seg = &self.segments[f.segment];
+        let start = f.offset as usize;
+        let end = start + f.header.frame_len() as usize;
+        let payload = &seg.bytes[start + FRAME_HEADER_LEN..end];
+        frame::check_payload(&f.header, payload)
+            .and_then(|()| frame::decode_records_into(&f.header, payload, scratch, out))
+            .map_err(|e| Error::Corruption {
+                file: seg.path.clone(),
+                offset: f.offset,
+                what: e.to_string(),
+            })
+    }
+
     /// Verifies and decompresses one frame, without parsing its records: parse them with
     /// [`frame::parse_entries_ref`] to borrow from the returned buffer.
     pub fn decode_raw(&self, f: &FrameRef) -> Result<Vec<u8>> {
@@ -396,10 +417,16 @@ impl ShardReader {
         self.segments.get(i).map(|s| s.path.as_path())
     }
 
-    /// Decodes a frame under the recovery mode: `Ok(None)` for a skipped damaged frame.
-    fn decode_mode(&self, f: &FrameRef) -> Result<Option<Vec<Entry>>> {
-        match self.decode(f) {
-            Ok(v) => Ok(Some(v)),
+    /// Decodes a frame into `out` under the recovery mode: a damaged frame is skipped (and
+    /// noted: `Ok(false)`) in [`RecoveryMode::Skip`], an error otherwise.
+    fn decode_mode_into(
+        &self,
+        f: &FrameRef,
+        scratch: &mut Vec<u8>,
+        out: &mut std::collections::VecDeque<Entry>,
+    ) -> Result<bool> {
+        match self.decode_into(f, scratch, out) {
+            Ok(()) => Ok(true),
             Err(Error::Corruption { file, offset, what }) if self.mode == RecoveryMode::Skip => {
                 self.note(Damage {
                     file,
@@ -407,10 +434,42 @@ impl ShardReader {
                     len: f.header.frame_len(),
                     what,
                 });
-                Ok(None)
+                Ok(false)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether the snapshot of `epoch` (its records sit at the epoch's `start_offset`) ended
+    /// with a `SnapshotEnd`, found by decoding only the last frames that hold records at that
+    /// offset, walked backwards past markers (a stream record of the epoch always follows the
+    /// end of its snapshot). `None`: the epoch has no record.
+    ///
+    /// Why: replay must pick the last complete snapshot before sending anything; scanning the
+    /// whole snapshot for its end cost as much decoding as the replay itself.
+    pub fn snapshot_complete(&self, epoch: u64, start_offset: u64) -> Result<Option<bool>> {
+        let begin = self
+            .frames
+            .partition_point(|f| f.header.last < Position::new(epoch, 0, 0));
+        let end = self
+            .frames
+            .partition_point(|f| f.header.first <= Position::new(epoch, start_offset, u64::MAX));
+        let mut seen = false;
+        for f in self.frames[begin..end].iter().rev() {
+            for e in self.decode(f)?.iter().rev() {
+                if e.position.epoch != epoch || e.position.offset != start_offset {
+                    seen |= e.position.epoch == epoch;
+                    continue;
+                }
+                seen = true;
+                match e.record {
+                    Record::SnapshotEnd(_) => return Ok(Some(true)),
+                    Record::Marker(_) => continue,
+                    _ => return Ok(Some(false)),
+                }
+            }
+        }
+        Ok(seen.then_some(false))
     }
 
     /// Index of the first frame that may hold `from` or anything after it.
@@ -424,7 +483,8 @@ impl ShardReader {
             reader: self,
             next_frame: self.frame_index_for(from),
             from,
-            buf: Vec::new().into_iter(),
+            buf: std::collections::VecDeque::new(),
+            scratch: Vec::new(),
             failed: false,
         }
     }
@@ -438,13 +498,14 @@ impl ShardReader {
     /// entries (in no particular order; sort by `FrameRef` position if order matters). Damaged
     /// frames are errors, or skipped and recorded in [`RecoveryMode::Skip`].
     pub fn par_frames(&self) -> impl ParallelIterator<Item = Result<(FrameRef, Vec<Entry>)>> + '_ {
-        self.frames
-            .par_iter()
-            .filter_map(move |f| match self.decode_mode(f) {
-                Ok(Some(v)) => Some(Ok((*f, v))),
-                Ok(None) => None,
+        self.frames.par_iter().filter_map(move |f| {
+            let mut out = std::collections::VecDeque::new();
+            match self.decode_mode_into(f, &mut Vec::new(), &mut out) {
+                Ok(true) => Some(Ok((*f, Vec::from(out)))),
+                Ok(false) => None,
                 Err(e) => Some(Err(e)),
-            })
+            }
+        })
     }
 }
 
@@ -470,7 +531,11 @@ pub struct Entries<'a> {
     reader: &'a ShardReader,
     next_frame: usize,
     from: Position,
-    buf: std::vec::IntoIter<Entry>,
+    /// The current frame's entries not yet returned; its capacity, like `scratch`'s, is kept
+    /// from frame to frame.
+    buf: std::collections::VecDeque<Entry>,
+    /// The current frame, decompressed.
+    scratch: Vec<u8>,
     failed: bool,
 }
 
@@ -478,7 +543,7 @@ impl Iterator for Entries<'_> {
     type Item = Result<Entry>;
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(e) = self.buf.next() {
+            if let Some(e) = self.buf.pop_front() {
                 if e.position >= self.from {
                     return Some(Ok(e));
                 }
@@ -489,9 +554,11 @@ impl Iterator for Entries<'_> {
             }
             let f = self.reader.frames.get(self.next_frame)?;
             self.next_frame += 1;
-            match self.reader.decode_mode(f) {
-                Ok(Some(v)) => self.buf = v.into_iter(),
-                Ok(None) => {}
+            match self
+                .reader
+                .decode_mode_into(f, &mut self.scratch, &mut self.buf)
+            {
+                Ok(_) => {}
                 Err(e) => {
                     self.failed = true;
                     return Some(Err(e));

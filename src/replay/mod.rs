@@ -270,17 +270,12 @@ fn last_complete_epoch(reader: &ShardReader, shard: &str) -> Result<(u64, Positi
         starts.clear();
     }
     for start in starts.iter().rev() {
-        for e in reader.entries_from(Position::new(start.epoch, 0, 0)) {
-            let e = e.map_err(jerr)?;
-            if e.position.epoch != start.epoch {
-                break;
-            }
-            if let Record::SnapshotEnd(_) = e.record {
-                return Ok((e.position.epoch, Position::new(e.position.epoch, 0, 0)));
-            }
-            if matches!(e.record, Record::Command(_) | Record::Transaction(_)) {
-                break; // a snapshot ends before the stream starts
-            }
+        if reader
+            .snapshot_complete(start.epoch, start.offset)
+            .map_err(jerr)?
+            == Some(true)
+        {
+            return Ok((start.epoch, Position::new(start.epoch, 0, 0)));
         }
     }
     Err(Error::NoSnapshot {
@@ -643,7 +638,7 @@ struct Open {
     bytes: u64,
     phase: Option<Phase>,
     last: Option<Position>,
-    /// Fold runs of plain SETs into MSETs ([`Op::try_fold`]).
+    /// Fold runs of plain SETs into MSETs ([`Op::fold`]).
     fold: bool,
 }
 
@@ -677,13 +672,13 @@ impl Open {
         self.permits[lane].push(permit);
         // a plain SET joins the lane's previous one (this lane's ops only: order per key and
         // the lane's marker hold; the round's acknowledgement covers the whole fold)
-        let op = match self.ops[lane].last_mut() {
-            Some(prev) if self.fold => match prev.try_fold(op) {
-                Ok(()) => return,
-                Err(op) => op,
-            },
-            _ => op,
-        };
+        if let Some(prev) = self.ops[lane].last_mut()
+            && self.fold
+            && prev.can_fold(&op)
+        {
+            prev.fold(op);
+            return;
+        }
         self.cmds[lane] += op.len();
         self.ops[lane].push(op);
     }
@@ -1001,7 +996,7 @@ impl Outbox {
 
     /// Hands over what is queued (before waiting for anything, so nothing waits behind it).
     fn flush(&self) -> bool {
-        let ops = std::mem::take(&mut *self.buf.borrow_mut());
+        let ops = std::mem::replace(&mut *self.buf.borrow_mut(), Vec::with_capacity(OUTBOX_OPS));
         ops.is_empty() || self.tx.blocking_send(Msg::Ops(ops)).is_ok()
     }
 

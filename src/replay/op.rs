@@ -122,7 +122,7 @@ pub struct Op {
     pub unit: Unit,
     /// Checked before sending.
     pub guard: Option<Guard>,
-    /// Empty, or — for plain `SET`s folded into one `MSET` ([`Op::try_fold`]) — the position
+    /// Empty, or — for plain `SET`s folded into one `MSET` ([`Op::fold`]) — the position
     /// of every folded `SET`, in order (the `MSET`'s keys are its arguments 1, 3, 5 …).
     pub folded: Vec<Position>,
 }
@@ -155,7 +155,7 @@ impl Op {
     }
 
     /// Whether this op is one plain `SET key value` (no option, no guard, no db change, an
-    /// ordinary reply meaning): the only command [`Op::try_fold`] folds.
+    /// ordinary reply meaning): the only command [`Op::fold`] folds.
     fn plain_set(&self) -> bool {
         self.guard.is_none()
             && self.folded.is_empty()
@@ -166,9 +166,9 @@ impl Op {
                 && c[0].argv[0].eq_ignore_ascii_case(b"SET"))
     }
 
-    /// Folds `next` into this op when both are plain `SET`s (or this is already their fold),
-    /// in the same phase, db and route: the two become one `MSET k1 v1 k2 v2 …` whose
-    /// position is `next`'s. Gives `next` back when it cannot be folded.
+    /// Whether `next` may be folded into this op ([`Op::fold`]): both are plain `SET`s (or
+    /// this is already their fold, below [`FOLD_MAX`]), in the same phase, db and route; the
+    /// two become one `MSET k1 v1 k2 v2 …` whose position is `next`'s.
     ///
     /// Why: a destination spends about as much CPU on a `SET`'s command overhead (parsing,
     /// look-up, reply) as on storing its value, and a replay is bound by the destination's
@@ -179,22 +179,19 @@ impl Op {
     /// so an error reply stands for every folded `SET` and is reported against each of their
     /// positions and keys (see the writer). Callers fold only ops of one connection (lane),
     /// so order per key and the per-lane replay markers hold.
-    pub fn try_fold(&mut self, next: Op) -> std::result::Result<(), Op> {
-        let fits = |me: &Op| {
-            (me.plain_set() || (1..FOLD_MAX).contains(&me.folded.len()))
-                && next.plain_set()
-                && next.phase == me.phase
-                && next.db == me.db
-                && next.unit.cmds()[0].route == me.unit.cmds()[0].route
-        };
-        if !fits(self) {
-            return Err(next);
-        }
-        let Unit::Commands(mut theirs) = next.unit else {
-            return Err(next);
-        };
-        let Unit::Commands(mine) = &mut self.unit else {
-            unreachable!("plain_set() and folds are Unit::Commands")
+    pub fn can_fold(&self, next: &Op) -> bool {
+        (self.plain_set() || (1..FOLD_MAX).contains(&self.folded.len()))
+            && next.plain_set()
+            && next.phase == self.phase
+            && next.db == self.db
+            && next.unit.cmds()[0].route == self.unit.cmds()[0].route
+    }
+
+    /// Folds `next` into this op; [`Op::can_fold`] must have said yes.
+    pub fn fold(&mut self, next: Op) {
+        debug_assert!(self.can_fold(&next));
+        let (Unit::Commands(mine), Unit::Commands(mut theirs)) = (&mut self.unit, next.unit) else {
+            return;
         };
         let mine = &mut mine[0];
         if self.folded.is_empty() {
@@ -208,10 +205,9 @@ impl Op {
         mine.argv.extend(argv);
         self.folded.push(next.position);
         self.position = next.position;
-        Ok(())
     }
 
-    /// The key of folded `SET` number `i` (see [`Op::try_fold`]).
+    /// The key of folded `SET` number `i` (see [`Op::fold`]).
     pub fn folded_key(&self, i: usize) -> Option<&[u8]> {
         let c = self.unit.cmds().first()?;
         c.argv.get(1 + 2 * i).map(Vec::as_slice)
@@ -220,3 +216,96 @@ impl Op {
 
 /// Most `SET`s folded into one `MSET`.
 pub const FOLD_MAX: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(args: &[&str], seq: u64, db: u32, route: Route) -> Op {
+        Op {
+            position: Position::new(1, 100, seq),
+            phase: Phase::Stream,
+            db,
+            end_db: db,
+            key: None,
+            unit: Unit::Commands(vec![Cmd::new(
+                args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+                route,
+            )]),
+            guard: None,
+            folded: Vec::new(),
+        }
+    }
+
+    fn argv(op: &Op) -> Vec<String> {
+        op.unit.cmds()[0]
+            .argv
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn plain_sets_fold_into_one_mset_in_order_with_every_position() {
+        let mut a = set(&["SET", "k1", "v1"], 1, 0, Route::Any);
+        for (i, k) in ["k2", "k1", "k3"].iter().enumerate() {
+            let b = set(&["set", k, &format!("w{i}")], 2 + i as u64, 0, Route::Any);
+            assert!(a.can_fold(&b));
+            a.fold(b);
+        }
+        assert_eq!(
+            argv(&a),
+            ["MSET", "k1", "v1", "k2", "w0", "k1", "w1", "k3", "w2"]
+        );
+        assert_eq!(a.records(), 4);
+        assert_eq!(a.commands_carried(), 4);
+        assert_eq!(a.position, Position::new(1, 100, 4));
+        assert_eq!(
+            a.folded.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert_eq!(a.folded_key(2), Some(b"k1".as_slice()));
+    }
+
+    #[test]
+    fn only_plain_sets_of_one_db_route_and_phase_fold() {
+        let a = set(&["SET", "k", "v"], 1, 0, Route::Any);
+        for other in [
+            set(&["SET", "k", "v", "PXAT", "1"], 2, 0, Route::Any),
+            set(&["SET", "k", "v", "KEEPTTL"], 2, 0, Route::Any),
+            set(&["INCR", "k", "v"], 2, 0, Route::Any),
+            set(&["SET", "k", "v"], 2, 1, Route::Any),
+            set(&["SET", "k", "v"], 2, 0, Route::Slot(7)),
+        ] {
+            assert!(!a.can_fold(&other), "{:?}", argv(&other));
+        }
+        let mut snapshot = set(&["SET", "k", "v"], 2, 0, Route::Any);
+        snapshot.phase = Phase::Snapshot;
+        assert!(!a.can_fold(&snapshot));
+        let mut guarded = set(&["SET", "k", "v"], 2, 0, Route::Any);
+        guarded.guard = Some(Guard {
+            key: b"k".to_vec(),
+            route: Route::Any,
+            on_exists: OnBusy::Skip,
+        });
+        assert!(!a.can_fold(&guarded) && !guarded.can_fold(&a));
+        let mut busy = set(&["SET", "k", "v"], 2, 0, Route::Any);
+        if let Unit::Commands(c) = &mut busy.unit {
+            c[0].on_busy = OnBusy::Skip;
+        }
+        assert!(!a.can_fold(&busy));
+        let mut tx = set(&["SET", "k", "v"], 2, 0, Route::Any);
+        tx.unit = Unit::Transaction(tx.unit.cmds().to_vec());
+        assert!(!a.can_fold(&tx));
+        // a fold stops growing at FOLD_MAX
+        let mut f = set(&["SET", "k0", "v"], 0, 0, Route::Any);
+        for i in 1..FOLD_MAX as u64 {
+            let b = set(&["SET", "k", "v"], i, 0, Route::Any);
+            f.fold(b);
+        }
+        assert_eq!(f.records(), FOLD_MAX);
+        assert!(!f.can_fold(&set(&["SET", "k", "v"], 999, 0, Route::Any)));
+        // a fold does not join another SET as if it were one
+        assert!(!set(&["SET", "x", "y"], 0, 0, Route::Any).can_fold(&f));
+    }
+}

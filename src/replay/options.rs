@@ -74,7 +74,7 @@ pub struct ReplayOptions {
     pub connections: usize,
     /// Parse, route and count without writing.
     pub dry_run: bool,
-    /// Send runs of plain `SET`s on one connection as one `MSET` ([`super::op::Op::try_fold`]).
+    /// Send runs of plain `SET`s on one connection as one `MSET` ([`super::op::Op::fold`]).
     pub fold_sets: bool,
     /// Commands per second across all shards (0: unlimited).
     pub max_ops: u64,

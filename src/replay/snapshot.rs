@@ -73,7 +73,7 @@ impl KeyConverter {
     /// LRU/LFU metadata (below 64 KiB) as `SET key value` instead of RESTORE: the target ends
     /// with the same key and value (`SET` replaces any type and drops a TTL, as
     /// `RESTORE … REPLACE` does), and the replay folds runs of them into `MSET`s
-    /// ([`super::op::Op::try_fold`]), which costs the target far less per key than one
+    /// ([`super::op::Op::fold`]), which costs the target far less per key than one
     /// RESTORE each (docs/performance.md, "Replay"). Off with `--no-fold`.
     pub fn plain_strings(mut self, on: bool) -> Self {
         self.plain_strings = on;
