@@ -159,7 +159,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     }
     opts.connections = args.connections;
     opts.dry_run = args.dry_run;
-    opts.fold_sets = !args.no_fold && !args.dry_run;
+    opts.fold_sets = !args.no_fold;
     opts.max_ops = args.max_ops;
     opts.max_bytes = args.max_bytes;
     let time_ms = match &args.until_time {

@@ -392,7 +392,7 @@ async fn drive(
         start,
         after,
         keys: KeyConverter::new(&ctx.target, opts.restore, opts.on_conflict)
-            .plain_strings(opts.fold_sets && !opts.dry_run),
+            .plain_strings(opts.fold_sets),
         stream: StreamConverter {
             journal_shards: ctx.journal_shards,
             ..StreamConverter::new(
@@ -430,7 +430,7 @@ async fn drive(
     let mut d = Dispatch {
         lanes: lanes_n,
         pipeline: opts.pipeline.max(1),
-        open: Open::new(lanes_n, opts.fold_sets && !opts.dry_run),
+        open: Open::new(lanes_n, opts.fold_sets),
         rounds: VecDeque::new(),
         next_round: 0,
         atomic,
