@@ -1164,7 +1164,7 @@ fn folded_sets_give_the_same_target_as_unfolded_ones() {
     let dir = tempfile::tempdir().unwrap();
     let j = capture(&source, dir.path(), |c| set_runs(c, 120));
     for extra in [
-        &["--connections", "1", "--no-checkpoint"][..],
+        &["--connections", "1", "--no-checkpoint", "--threads", "1"][..],
         &["--connections", "4"][..],
         &["--connections", "3", "--no-fold", "--no-checkpoint"][..],
     ] {

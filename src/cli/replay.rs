@@ -64,6 +64,11 @@ pub struct ReplayArgs {
     /// slot, order per key kept; commands spanning them are sent alone (barriers).
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub connections: usize,
+    /// Threads that send batches and read replies (default: one per core). Each shard's
+    /// journal is read and converted on a thread of its own besides these; on a machine
+    /// shared with the destination server, `--threads 1` leaves the server more CPU.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// Parse, route and count without writing anything.
     #[arg(long)]
     pub dry_run: bool,

@@ -196,6 +196,11 @@ impl Connection {
         resp::encode_command(args, &mut self.wbuf);
     }
 
+    /// Queues bytes already encoded as RESP commands (see [`crate::resp::encode::bulk`]).
+    pub fn queue_raw(&mut self, encoded: &[u8]) {
+        self.wbuf.extend_from_slice(encoded);
+    }
+
     /// Sends everything queued.
     pub async fn flush(&mut self) -> Result<(), Error> {
         if self.wbuf.is_empty() {

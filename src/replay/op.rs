@@ -40,6 +40,11 @@ pub struct Cmd {
     pub route: Route,
     /// BUSYKEY meaning.
     pub on_busy: OnBusy,
+    /// The whole command already encoded as RESP, sent as it is; `argv` then holds only the
+    /// command's name (for reports and counts). Snapshot keys' RESTOREs are built this way on
+    /// the journal reader's thread, payload and all, in one buffer: no argument vectors to
+    /// allocate, fill and free per key.
+    pub wire: Option<bytes::Bytes>,
 }
 
 impl Cmd {
@@ -49,12 +54,26 @@ impl Cmd {
             argv,
             route,
             on_busy: OnBusy::Fail,
+            wire: None,
+        }
+    }
+
+    /// A command already encoded (see [`Cmd::wire`]) named `name`.
+    pub fn encoded(name: &[u8], wire: bytes::Bytes, route: Route) -> Cmd {
+        Cmd {
+            argv: vec![name.to_vec()],
+            route,
+            on_busy: OnBusy::Fail,
+            wire: Some(wire),
         }
     }
 
     /// Bytes on the wire, roughly (for `--max-bytes` and statistics).
     pub fn wire_len(&self) -> u64 {
-        self.argv.iter().map(|a| a.len() as u64 + 16).sum::<u64>() + 8
+        match &self.wire {
+            Some(w) => w.len() as u64,
+            None => self.argv.iter().map(|a| a.len() as u64 + 16).sum::<u64>() + 8,
+        }
     }
 
     /// The upper-case command name (two words for container commands), for reports.

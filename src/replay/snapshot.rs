@@ -7,7 +7,9 @@
 //! (under `replace`) then the writes then `PEXPIREAT`. Under `skip`/`error` the rewrite path
 //! first asks `EXISTS` (an [`Guard`]); RESTORE drops `REPLACE` and reads `BUSYKEY`.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::resp;
 
 use crate::journal::{KeyRecord, Position};
 use crate::net::slot::key_slot;
@@ -159,26 +161,8 @@ impl KeyConverter {
             _ => None,
         };
         if let Some(label) = restore_label {
-            let payload = dump::build(k.type_id, &value, label);
+            let mut cmd = Cmd::encoded(b"RESTORE", self.restore_wire(k, &value, label), route);
             drop(value);
-            let mut argv = vec![
-                b"RESTORE".to_vec(),
-                k.key.clone(),
-                k.expire_ms.unwrap_or(0).max(0).to_string().into_bytes(),
-                payload,
-                b"ABSTTL".to_vec(),
-            ];
-            if self.conflict == ConflictPolicy::Replace {
-                argv.push(b"REPLACE".to_vec());
-            }
-            if let Some(idle) = k.idle {
-                argv.push(b"IDLETIME".to_vec());
-                argv.push(idle.to_string().into_bytes());
-            } else if let Some(freq) = k.freq {
-                argv.push(b"FREQ".to_vec());
-                argv.push(freq.to_string().into_bytes());
-            }
-            let mut cmd = Cmd::new(argv, route);
             cmd.on_busy = match self.conflict {
                 ConflictPolicy::Replace => OnBusy::Fail,
                 ConflictPolicy::Skip => OnBusy::Skip,
@@ -222,6 +206,44 @@ impl KeyConverter {
             .map(|w| format!("{w:?}"))
             .collect();
         Converted::Op(mk(Unit::Commands(cmds), guard), warnings)
+    }
+
+    /// `RESTORE key <expire ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]` encoded as
+    /// RESP in one buffer, the payload (type byte, value, version and CRC-64 footer) written
+    /// straight into it.
+    fn restore_wire(&self, k: &KeyRecord, value: &[u8], label: u16) -> Bytes {
+        let expire = itoa::Buffer::new()
+            .format(k.expire_ms.unwrap_or(0).max(0))
+            .as_bytes()
+            .to_vec();
+        let meta = match (k.idle, k.freq) {
+            (Some(idle), _) => Some((b"IDLETIME".as_slice(), idle)),
+            (None, Some(freq)) => Some((b"FREQ".as_slice(), u64::from(freq))),
+            (None, None) => None,
+        };
+        let replace = self.conflict == ConflictPolicy::Replace;
+        let n = 5 + usize::from(replace) + if meta.is_some() { 2 } else { 0 };
+        let mut w = BytesMut::with_capacity(value.len() + k.key.len() + 128);
+        resp::array_header(&mut w, n);
+        resp::bulk(&mut w, b"RESTORE");
+        resp::bulk(&mut w, &k.key);
+        resp::bulk(&mut w, &expire);
+        resp::bulk_header(&mut w, 1 + value.len() + 10);
+        w.put_u8(k.type_id);
+        w.put_slice(value);
+        let mut digest = dump::DumpBuilder::new(k.type_id);
+        digest.update(value);
+        w.put_slice(&digest.finish(label));
+        w.put_slice(b"\r\n");
+        resp::bulk(&mut w, b"ABSTTL");
+        if replace {
+            resp::bulk(&mut w, b"REPLACE");
+        }
+        if let Some((name, v)) = meta {
+            resp::bulk(&mut w, name);
+            resp::bulk(&mut w, itoa::Buffer::new().format(v).as_bytes());
+        }
+        w.freeze()
     }
 
     /// A function library: `FUNCTION LOAD [REPLACE] code`, to every master.

@@ -465,7 +465,7 @@ impl Writer {
                 if dropped.contains(&(i, j)) {
                     continue;
                 }
-                node.conn.queue(&c.argv);
+                queue(&mut node.conn, c);
                 expect.push(Some((i, j)));
             }
             db = op.end_db;
@@ -677,14 +677,14 @@ impl Writer {
                 }
                 match it.cmd {
                     Some(j) => {
-                        node.conn.queue(&op.unit.cmds()[j].argv);
+                        queue(&mut node.conn, &op.unit.cmds()[j]);
                         ex.push((Expect::Cmd(j), Some(it.clone())));
                     }
                     None => {
                         node.conn.queue(&["MULTI"]);
                         ex.push((Expect::Multi, Some(it.clone())));
                         for (j, c) in op.unit.cmds().iter().enumerate() {
-                            node.conn.queue(&c.argv);
+                            queue(&mut node.conn, c);
                             ex.push((Expect::Queued(j), Some(it.clone())));
                         }
                         node.conn.queue(&["EXEC"]);
@@ -848,5 +848,14 @@ impl Writer {
         let op = &ops[it.op];
         self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
         Ok(Outcome::Done)
+    }
+}
+
+/// Queues `c` on `conn`: its RESP bytes as they are when it was built encoded, else its
+/// arguments.
+fn queue(conn: &mut crate::net::Connection, c: &Cmd) {
+    match &c.wire {
+        Some(w) => conn.queue_raw(w),
+        None => conn.queue(&c.argv),
     }
 }

@@ -58,6 +58,25 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
     }
 }
 
+/// Appends the `*N` header of a command of `n` arguments, for a command written piece by piece
+/// ([`bulk`], [`bulk_header`]) when an argument is assembled from parts.
+pub fn array_header(out: &mut BytesMut, n: usize) {
+    header(out, b'*', n as i64);
+}
+
+/// Appends one bulk-string argument.
+pub fn bulk(out: &mut BytesMut, arg: &[u8]) {
+    header(out, b'$', arg.len() as i64);
+    out.put_slice(arg);
+    out.put_slice(b"\r\n");
+}
+
+/// Appends the `$len` header of a bulk string whose `len` bytes and final `\r\n` the caller
+/// writes itself.
+pub fn bulk_header(out: &mut BytesMut, len: usize) {
+    header(out, b'$', len as i64);
+}
+
 fn header(out: &mut BytesMut, kind: u8, n: i64) {
     out.put_u8(kind);
     out.put_slice(itoa::Buffer::new().format(n).as_bytes());

@@ -25,7 +25,7 @@ mod frame;
 mod parse;
 
 pub use check::{Limits, check, check_with};
-pub use encode::{encode_command, encode_frame};
+pub use encode::{array_header, bulk, bulk_header, encode_command, encode_frame};
 pub use error::Error;
 pub use frame::Frame;
 pub use parse::parse;
