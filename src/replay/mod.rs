@@ -640,12 +640,15 @@ struct Open {
     last: Option<Position>,
     /// Fold runs of plain SETs into MSETs ([`Op::fold`]).
     fold: bool,
+    /// Per lane, the snapshot op later snapshot SETs fold into (see [`Open::push`]).
+    fold_at: Vec<Option<usize>>,
 }
 
 impl Open {
     fn new(lanes: usize, fold: bool) -> Open {
         Open {
             fold,
+            fold_at: vec![None; lanes],
             ops: (0..lanes).map(|_| Vec::new()).collect(),
             permits: (0..lanes).map(|_| Vec::new()).collect(),
             cmds: vec![0; lanes],
@@ -670,14 +673,26 @@ impl Open {
         self.phase = Some(op.phase);
         self.last = Some(op.position);
         self.permits[lane].push(permit);
-        // a plain SET joins the lane's previous one (this lane's ops only: order per key and
-        // the lane's marker hold; the round's acknowledgement covers the whole fold)
-        if let Some(prev) = self.ops[lane].last_mut()
-            && self.fold
-            && prev.can_fold(&op)
-        {
-            prev.fold(op);
-            return;
+        // A plain SET joins the lane's previous op when that is one too (this lane's ops
+        // only: order per key and the lane's marker hold; the round's acknowledgement covers
+        // the whole fold). In a snapshot every key comes once, so its order against other keys
+        // does not matter: a snapshot SET joins the lane's open fold even past RESTOREs of
+        // other keys (a snapshot interleaves strings with other types in hash-table order, so
+        // runs of strings are short), and the round is acknowledged whole as before.
+        if self.fold {
+            let into = match op.phase {
+                Phase::Snapshot => self.fold_at[lane],
+                Phase::Stream => self.ops[lane].len().checked_sub(1),
+            };
+            if let Some(prev) = into.and_then(|i| self.ops[lane].get_mut(i))
+                && prev.can_fold(&op)
+            {
+                prev.fold(op);
+                return;
+            }
+            if op.phase == Phase::Snapshot && op.takes_folds() {
+                self.fold_at[lane] = Some(self.ops[lane].len());
+            }
         }
         self.cmds[lane] += op.len();
         self.ops[lane].push(op);

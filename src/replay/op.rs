@@ -185,6 +185,12 @@ impl Op {
                 && c[0].argv[0].eq_ignore_ascii_case(b"SET"))
     }
 
+    /// Whether later plain `SET`s may be folded into this op: it is one, or a fold of them
+    /// below [`FOLD_MAX`].
+    pub fn takes_folds(&self) -> bool {
+        self.plain_set() || (1..FOLD_MAX).contains(&self.folded.len())
+    }
+
     /// Whether `next` may be folded into this op ([`Op::fold`]): both are plain `SET`s (or
     /// this is already their fold, below [`FOLD_MAX`]), in the same phase, db and route; the
     /// two become one `MSET k1 v1 k2 v2 …` whose position is `next`'s.
@@ -199,7 +205,7 @@ impl Op {
     /// positions and keys (see the writer). Callers fold only ops of one connection (lane),
     /// so order per key and the per-lane replay markers hold.
     pub fn can_fold(&self, next: &Op) -> bool {
-        (self.plain_set() || (1..FOLD_MAX).contains(&self.folded.len()))
+        self.takes_folds()
             && next.plain_set()
             && next.phase == self.phase
             && next.db == self.db
