@@ -6,7 +6,7 @@ use shake::journal::{
     WriterOptions, record::assemble_value,
 };
 
-use crate::journal_util::{command, create, small_opts, write_snapshot};
+use crate::journal_util::{command, create, small_opts, write_snapshot, write_snapshot_start};
 
 fn read_all(dir: &std::path::Path) -> Vec<Entry> {
     let r = ShardReader::open(dir, "shard-000", RecoveryMode::Refuse).unwrap();
@@ -469,35 +469,7 @@ fn snapshot_complete_is_found_from_the_last_frames() {
 
     // epoch 3: keys and no end (a capture killed inside its snapshot)
     let mut w = ShardWriter::open(t.path(), "shard-000", small_opts()).unwrap();
-    w.begin_snapshot(
-        journal::SnapshotBegin {
-            replid: "8de1c4a7a2a4c7f5e2b3a1d0c9f8e7d6c5b4a392".into(),
-            offset: 5,
-            rdb_version: 11,
-            aux: vec![],
-        },
-        None,
-    )
-    .unwrap();
-    for k in 0..30u8 {
-        w.key(journal::KeyRecord {
-            db: 0,
-            key: vec![b'x', k],
-            type_id: 0,
-            expire_ms: None,
-            idle: None,
-            freq: None,
-            value_len: 0,
-            chunks: 0,
-            value: vec![k; 50],
-        })
-        .unwrap();
-    }
-    w.marker(Marker::CaptureStop {
-        time_ms: 2,
-        reason: "killed".into(),
-    })
-    .unwrap();
+    write_snapshot_start(&mut w, 5, 30);
     w.close().unwrap();
     let r = ShardReader::open(t.path(), "shard-000", RecoveryMode::Refuse).unwrap();
     assert_eq!(r.snapshot_complete(3, 5).unwrap(), Some(false));

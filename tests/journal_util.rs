@@ -49,8 +49,9 @@ pub fn command(o: u64) -> Command {
     }
 }
 
-/// A snapshot with `keys` keys (one with a value big enough to chunk) at `offset`.
-pub fn write_snapshot(w: &mut ShardWriter, offset: u64, keys: u64) {
+/// The start of [`write_snapshot`]: its `SnapshotBegin` and `keys` keys, without the end (a
+/// snapshot cut off by a crash when nothing follows).
+pub fn write_snapshot_start(w: &mut ShardWriter, offset: u64, keys: u64) {
     w.begin_snapshot(
         SnapshotBegin {
             replid: "8de1c4a7a2a4c7f5e2b3a1d0c9f8e7d6c5b4a392".into(),
@@ -79,6 +80,11 @@ pub fn write_snapshot(w: &mut ShardWriter, offset: u64, keys: u64) {
         })
         .unwrap();
     }
+}
+
+/// A snapshot at `offset` with `keys` keys (key 1 spans chunks), begin to end.
+pub fn write_snapshot(w: &mut ShardWriter, offset: u64, keys: u64) {
+    write_snapshot_start(w, offset, keys);
     w.end_snapshot(SnapshotEnd {
         key_count: keys,
         checksum: RdbChecksum::Verified(0x1234),

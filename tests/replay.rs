@@ -97,6 +97,19 @@ fn replay(j: &Path, target: &str, extra: &[&str]) -> crate::support::Output {
     shake_run(&args)
 }
 
+/// Starts `shake replay J --target URL EXTRA…` and kills it with SIGKILL after the given
+/// milliseconds, once per entry of `runs`.
+fn kill9_replays(j: &Path, url: &str, runs: &[(&[&str], u64)]) {
+    for (extra, ms) in runs {
+        let mut args = vec!["replay", j.to_str().unwrap(), "--target", url];
+        args.extend_from_slice(extra);
+        let child = spawn_shake(&args);
+        std::thread::sleep(Duration::from_millis(*ms));
+        kill(child.id(), "KILL");
+        let _ = finish(child);
+    }
+}
+
 fn pexpiretime(c: &mut Client, key: &str) -> i64 {
     c.cmd(&["PEXPIRETIME", key]).as_int().unwrap()
 }
@@ -378,23 +391,9 @@ fn kill9_of_replay_mid_stream_then_resume_applies_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let j = capture(&source, dir.path(), |c| stream_writes(c, 3000));
     let target = Server::start("7.0");
-    let jt = j.to_str().unwrap().to_string();
     let url = target.url();
-    for round in 0..3 {
-        let child = spawn_shake(&[
-            "replay",
-            &jt,
-            "--target",
-            &url,
-            "--pipeline",
-            "64",
-            "--max-ops",
-            "1000",
-        ]);
-        std::thread::sleep(Duration::from_millis(400 + round * 250));
-        kill(child.id(), "KILL");
-        let _ = finish(child);
-    }
+    let slow: &[&str] = &["--pipeline", "64", "--max-ops", "1000"];
+    kill9_replays(&j, &url, &[(slow, 400), (slow, 650), (slow, 900)]);
     let mut sc = source.client();
     let mut tc = target.client();
     let partial: i64 = tc.text(&["GET", "counter"]).parse().unwrap_or(0);
@@ -997,25 +996,16 @@ fn kill9_with_several_connections_then_resume_applies_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let j = capture(&source, dir.path(), |c| many_key_writes(c, 2500));
     let target = Server::start("7.0");
-    let jt = j.to_str().unwrap().to_string();
     let url = target.url();
-    for round in 0..3 {
-        let child = spawn_shake(&[
-            "replay",
-            &jt,
-            "--target",
-            &url,
-            "--connections",
-            "4",
-            "--pipeline",
-            "32",
-            "--max-ops",
-            "1000",
-        ]);
-        std::thread::sleep(Duration::from_millis(500 + round * 300));
-        kill(child.id(), "KILL");
-        let _ = finish(child);
-    }
+    let slow: &[&str] = &[
+        "--connections",
+        "4",
+        "--pipeline",
+        "32",
+        "--max-ops",
+        "1000",
+    ];
+    kill9_replays(&j, &url, &[(slow, 500), (slow, 800), (slow, 1100)]);
     let mut sc = source.client();
     let mut tc = target.client();
     assert!(
@@ -1206,25 +1196,24 @@ fn kill9_while_sending_folded_sets_then_resume_applies_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let j = capture(&source, dir.path(), |c| set_runs(c, 400));
     let target = Server::start("7.0");
-    let jt = j.to_str().unwrap().to_string();
     let url = target.url();
-    for (round, conns) in ["1", "4", "4"].iter().enumerate() {
-        let child = spawn_shake(&[
-            "replay",
-            &jt,
-            "--target",
-            &url,
-            "--connections",
-            conns,
-            "--pipeline",
-            "16",
-            "--max-ops",
-            "3000",
-        ]);
-        std::thread::sleep(Duration::from_millis(500 + round as u64 * 300));
-        kill(child.id(), "KILL");
-        let _ = finish(child);
-    }
+    let one: &[&str] = &[
+        "--connections",
+        "1",
+        "--pipeline",
+        "16",
+        "--max-ops",
+        "3000",
+    ];
+    let four: &[&str] = &[
+        "--connections",
+        "4",
+        "--pipeline",
+        "16",
+        "--max-ops",
+        "3000",
+    ];
+    kill9_replays(&j, &url, &[(one, 500), (four, 800), (four, 1100)]);
     let mut sc = source.client();
     let mut tc = target.client();
     let partial: i64 = tc.text(&["GET", "runs"]).parse().unwrap_or(0);
