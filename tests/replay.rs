@@ -1091,6 +1091,15 @@ fn several_connections_onto_a_cluster() {
             "{k}"
         );
     }
+    // a second run resumes from the checkpoint and says what a killed run may leave behind
+    // on a cluster (no atomic markers there)
+    let out = replay(&j, &cluster.url(), &["--connections", "4"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("resuming onto a cluster target"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Stream traffic made of runs of plain SETs (folded into MSETs by replay) around the commands

@@ -379,6 +379,15 @@ async fn drive(
     }
     if let Some(a) = after {
         tracing::info!(shard = %shard, after = %a, "resuming");
+        let in_stream = ctx
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.get(&shard))
+            .is_some_and(|st| st.phase == Phase::Stream);
+        if map.is_cluster() && in_stream {
+            // no atomic markers on a cluster: say what a killed run may leave behind
+            tracing::warn!(shard = %shard, after = %a, "resuming onto a cluster target: if the previous run was killed, the batches it had in flight after this position (at most two per connection and node) may be applied a second time; non-idempotent commands among them (INCR, RPUSH …) would then count twice");
+        }
         *acked = Some(a);
     }
     drop(reader);
