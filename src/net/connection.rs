@@ -196,7 +196,7 @@ impl Connection {
         resp::encode_command(args, &mut self.wbuf);
     }
 
-    /// Queues bytes already encoded as RESP commands (see [`crate::resp::encode::bulk`]).
+    /// Queues bytes already encoded as RESP commands (see [`crate::resp::bulk`]).
     pub fn queue_raw(&mut self, encoded: &[u8]) {
         self.wbuf.extend_from_slice(encoded);
     }
