@@ -398,6 +398,133 @@ fn windowed_path_covers_every_type() {
     assert_eq!(detail("big-string"), "byte 150000 differs");
 }
 
+/// The windowed path also compares a stream's consumer groups (pending counts, consumers,
+/// pending entries) and a hash's field expiries: equal ones pass, a planted difference in each
+/// is found and named.
+#[test]
+fn windowed_path_compares_stream_groups_and_field_ttls() {
+    let (a, b) = (Server::start("7.4"), Server::start("7.4"));
+    for c in [&mut a.client(), &mut b.client()] {
+        let mut hash = s(&["HSET", "big-hash"]);
+        for i in 0..3000 {
+            c.cmd(&["XADD", "big-stream", &format!("{}-1", i + 1), "f", "v"]);
+            hash.push(format!("field-{i}"));
+            hash.push(format!("value-{i}"));
+        }
+        c.cmd(&hash);
+        c.cmd(&s(&[
+            "HPEXPIREAT",
+            "big-hash",
+            "4102444800000",
+            "FIELDS",
+            "2",
+            "field-10",
+            "field-2500",
+        ]));
+        c.cmd(&s(&["XGROUP", "CREATE", "big-stream", "g1", "0"]));
+        c.cmd(&s(&["XGROUP", "CREATE", "big-stream", "g2", "$"]));
+        c.cmd(&s(&[
+            "XREADGROUP",
+            "GROUP",
+            "g1",
+            "alice",
+            "COUNT",
+            "500",
+            "STREAMS",
+            "big-stream",
+            ">",
+        ]));
+        c.cmd(&s(&[
+            "XREADGROUP",
+            "GROUP",
+            "g1",
+            "bob",
+            "COUNT",
+            "300",
+            "STREAMS",
+            "big-stream",
+            ">",
+        ]));
+        c.cmd(&s(&["XACK", "big-stream", "g1", "7-1", "8-1"]));
+    }
+    let flags = ["--chunk-threshold", "1KiB", "--window", "100"];
+    let (code, doc, out) = compare_json(&a.url(), &b.url(), &flags);
+    assert_eq!(code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(doc["value_checks"]["windowed"], 2, "{}", out.stdout);
+
+    let mut t = b.client();
+    t.cmd(&s(&["XACK", "big-stream", "g1", "650-1"]));
+    t.cmd(&s(&[
+        "HPEXPIREAT",
+        "big-hash",
+        "4102448400000",
+        "FIELDS",
+        "1",
+        "field-2500",
+    ]));
+    let (code, doc, out) = compare_json(&a.url(), &b.url(), &flags);
+    assert_eq!(code, 3, "{}", out.stderr);
+    assert_eq!(counts(&doc), [0, 0, 0, 2, 0], "{}", out.stdout);
+    let detail = |doc: &Value, key: &str| {
+        doc["diffs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["key"] == format!("\"{key}\""))
+            .unwrap_or_else(|| panic!("no diff for {key}: {doc}"))["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        detail(&doc, "big-stream"),
+        "group \"g1\" pending: 798 vs 797"
+    );
+    assert_eq!(
+        detail(&doc, "big-hash"),
+        "field \"field-2500\": expires at 4102444800000 ms vs expires at 4102448400000 ms"
+    );
+
+    // the same pending count and entries, one of them owned by another consumer
+    let mut t = b.client();
+    t.cmd(&s(&[
+        "XCLAIM",
+        "big-stream",
+        "g1",
+        "bob",
+        "0",
+        "650-1",
+        "FORCE",
+        "JUSTID",
+    ]));
+    t.cmd(&s(&[
+        "HPEXPIREAT",
+        "big-hash",
+        "4102444800000",
+        "FIELDS",
+        "1",
+        "field-2500",
+    ]));
+    let (code, _, out) = compare_json(&a.url(), &b.url(), &flags);
+    assert_eq!(code, 0, "back to equal: {}", out.stdout);
+    t.cmd(&s(&[
+        "XCLAIM",
+        "big-stream",
+        "g1",
+        "alice",
+        "0",
+        "600-1",
+        "JUSTID",
+    ]));
+    let (code, doc, out) = compare_json(&a.url(), &b.url(), &flags);
+    assert_eq!(code, 3, "{}", out.stderr);
+    assert_eq!(counts(&doc), [0, 0, 0, 1, 0], "{}", out.stdout);
+    assert_eq!(
+        detail(&doc, "big-stream"),
+        "group \"g1\": consumer \"alice\": pending 498 vs 499"
+    );
+}
+
 /// A cluster journal replayed into the one standalone scratch server (every shard's keys),
 /// compared with a standalone target the journal was replayed onto: no difference.
 #[test]

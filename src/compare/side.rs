@@ -133,6 +133,13 @@ impl Cmd {
             args,
         }
     }
+
+    /// `NAME SUB key extra…`, for container commands (`XINFO STREAM key`).
+    pub fn sub(name: &'static str, sub: &'static str, key: &Bytes, extra: &[&[u8]]) -> Cmd {
+        let mut c = Cmd::new(sub, key, extra);
+        c.args.insert(0, Bytes::from_static(name.as_bytes()));
+        c
+    }
 }
 
 struct NodeConn {
