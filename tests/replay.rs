@@ -1212,7 +1212,7 @@ fn kill9_while_sending_folded_sets_then_resume_applies_nothing_twice() {
         "--pipeline",
         "16",
         "--max-ops",
-        "3000",
+        "2000",
     ];
     let four: &[&str] = &[
         "--connections",
@@ -1220,7 +1220,7 @@ fn kill9_while_sending_folded_sets_then_resume_applies_nothing_twice() {
         "--pipeline",
         "16",
         "--max-ops",
-        "3000",
+        "2000",
     ];
     kill9_replays(&j, &url, &[(one, 500), (four, 800), (four, 1100)]);
     let mut sc = source.client();
