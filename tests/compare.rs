@@ -36,6 +36,19 @@ fn compare_json(source: &str, target: &str, extra: &[&str]) -> (i32, Value, Outp
     (out.code, doc, out)
 }
 
+/// The `detail` of the report's difference for `key`.
+fn detail(doc: &Value, key: &str) -> String {
+    doc["diffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == format!("\"{key}\""))
+        .unwrap_or_else(|| panic!("no diff for {key}: {doc}"))["detail"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn counts(doc: &Value) -> [u64; 5] {
     ["missing", "extra", "type", "value", "ttl"]
         .map(|b| doc["counts"][b].as_u64().unwrap_or(u64::MAX))
@@ -374,28 +387,20 @@ fn windowed_path_covers_every_type() {
     let (code, doc, out) = compare_json(&a.url(), &b.url(), &flags);
     assert_eq!(code, 3, "{}", out.stderr);
     assert_eq!(counts(&doc), [0, 0, 0, 5, 0], "{}", out.stdout);
-    let detail = |key: &str| {
-        doc["diffs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["key"] == format!("\"{key}\""))
-            .unwrap_or_else(|| panic!("no diff for {key}: {}", out.stdout))["detail"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     assert_eq!(
-        detail("big-list"),
+        detail(&doc, "big-list"),
         "index 2500: \"item-2500\" vs \"changed\""
     );
-    assert_eq!(detail("big-set"), "member \"member-2222\" only on source");
     assert_eq!(
-        detail("big-zset"),
+        detail(&doc, "big-set"),
+        "member \"member-2222\" only on source"
+    );
+    assert_eq!(
+        detail(&doc, "big-zset"),
         "member \"member-1777\": score 1777.5 vs 7"
     );
-    assert_eq!(detail("big-stream"), "entry 2900-1 vs 2901-1");
-    assert_eq!(detail("big-string"), "byte 150000 differs");
+    assert_eq!(detail(&doc, "big-stream"), "entry 2900-1 vs 2901-1");
+    assert_eq!(detail(&doc, "big-string"), "byte 150000 differs");
 }
 
 /// The windowed path also compares a stream's consumer groups (pending counts, consumers,
@@ -465,17 +470,6 @@ fn windowed_path_compares_stream_groups_and_field_ttls() {
     let (code, doc, out) = compare_json(&a.url(), &b.url(), &flags);
     assert_eq!(code, 3, "{}", out.stderr);
     assert_eq!(counts(&doc), [0, 0, 0, 2, 0], "{}", out.stdout);
-    let detail = |doc: &Value, key: &str| {
-        doc["diffs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["key"] == format!("\"{key}\""))
-            .unwrap_or_else(|| panic!("no diff for {key}: {doc}"))["detail"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     assert_eq!(
         detail(&doc, "big-stream"),
         "group \"g1\" pending: 798 vs 797"

@@ -26,8 +26,11 @@ fn b(f: &Frame) -> Vec<u8> {
         .to_vec()
 }
 
-fn populate(c: &mut Client, version: &str) {
-    let v7 = version >= "7.0";
+/// Strings, lists, sets, sorted sets and hashes of every encoding (small, large, integer,
+/// LZF-compressed, binary keys) that every server of the matrix and Valkey write: shared by
+/// this matrix's and the Valkey RDB tests. Returns the 600 element names of the large values.
+pub(crate) fn core_values(c: &mut Client) -> Vec<String> {
+    let many: Vec<String> = (0..600).map(|i| format!("elem-{i}")).collect();
     c.cmd(&["SET", "s:raw", "hello"]);
     c.cmd(&["SET", "s:int", "12345"]);
     c.cmd(&["SET", "s:neg", "-7"]);
@@ -36,7 +39,6 @@ fn populate(c: &mut Client, version: &str) {
     c.cmd(&["SET", "12345", "integer key"]);
     c.cmd(&["SET", "s:exp", "v", "PX", "86400000"]);
     c.cmd(&["RPUSH", "l:small", "a", "-1", "300", "b"]);
-    let many: Vec<String> = (0..600).map(|i| format!("elem-{i}")).collect();
     let mut cmd = vec!["RPUSH".to_string(), "l:large".into()];
     cmd.extend(many.iter().cloned());
     c.cmd(&cmd);
@@ -62,6 +64,12 @@ fn populate(c: &mut Client, version: &str) {
         cmd.push(format!("value of {m}"));
     }
     c.cmd(&cmd);
+    many
+}
+
+fn populate(c: &mut Client, version: &str) {
+    let v7 = version >= "7.0";
+    let many = core_values(c);
     for i in 0..6 {
         c.cmd(&[
             "XADD",

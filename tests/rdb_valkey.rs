@@ -29,46 +29,21 @@ fn b(f: &Frame) -> Vec<u8> {
         .to_vec()
 }
 
-fn many() -> Vec<String> {
-    (0..600).map(|i| format!("elem-{i}")).collect()
+/// `shake replay JOURNAL --target DEST --progress none`.
+fn replay_onto(journal: &std::path::Path, dest: &Server) -> crate::support::Output {
+    shake_run(&[
+        "replay",
+        journal.to_str().unwrap(),
+        "--target",
+        &dest.url(),
+        "--progress",
+        "none",
+    ])
 }
 
 /// Every type and encoding Valkey 9.1 writes, in dbs 0 and 3 (and 9 for a big value).
 fn populate(c: &mut Client) {
-    let many = many();
-    c.cmd(&["SET", "s:raw", "hello"]);
-    c.cmd(&["SET", "s:int", "12345"]);
-    c.cmd(&["SET", "s:neg", "-7"]);
-    c.cmd(&["SET", "s:lzf", &"x".repeat(200)]);
-    c.cmd(&[&b"SET"[..], b"bin\x00\xffkey", b"\x00\x01\xff\xfe"]);
-    c.cmd(&["SET", "12345", "integer key"]);
-    c.cmd(&["SET", "s:exp", "v", "PX", "86400000"]);
-    c.cmd(&["RPUSH", "l:small", "a", "-1", "300", "b"]);
-    let mut cmd = vec!["RPUSH".to_string(), "l:large".into()];
-    cmd.extend(many.iter().cloned());
-    c.cmd(&cmd);
-    c.cmd(&["RPUSH", "l:plain", &"p".repeat(10_000), "small"]);
-    c.cmd(&["SADD", "set:int", "1", "2", "-3", "100000", "6000000000"]);
-    c.cmd(&["SADD", "set:small", "a", "b", "c"]);
-    let mut cmd = vec!["SADD".to_string(), "set:large".into()];
-    cmd.extend(many.iter().cloned());
-    c.cmd(&cmd);
-    c.cmd(&[
-        "ZADD", "z:small", "1.5", "a", "2", "b", "-inf", "c", "1e25", "d", "-0.25", "e",
-    ]);
-    let mut cmd = vec!["ZADD".to_string(), "z:large".into()];
-    for (i, m) in many.iter().enumerate() {
-        cmd.push(format!("{}", i as f64 / 7.0));
-        cmd.push(m.clone());
-    }
-    c.cmd(&cmd);
-    c.cmd(&["HSET", "h:small", "f1", "v1", "f2", "123"]);
-    let mut cmd = vec!["HSET".to_string(), "h:large".into()];
-    for m in &many {
-        cmd.push(m.clone());
-        cmd.push(format!("value of {m}"));
-    }
-    c.cmd(&cmd);
+    let many = crate::rdb_server::core_values(c);
     // Valkey 9 hash field expiration: HSETEX, HPEXPIRE, HPEXPIREAT, on small and large hashes,
     // with and without a key TTL, and a field whose TTL was removed again (HPERSIST).
     c.cmd(&["HSET", "h:ttl", "a", "1", "b", "2", "c", "3"]);
@@ -442,14 +417,7 @@ fn valkey_9_1_probe_capture_replay_same_digest() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("full syncs 1 "), "{}", out.stdout);
     let dest = Server::start(VALKEY);
-    let out = shake_run(&[
-        "replay",
-        journal.to_str().unwrap(),
-        "--target",
-        &dest.url(),
-        "--progress",
-        "none",
-    ]);
+    let out = replay_onto(&journal, &dest);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(digest(&mut dest.client()), digest(&mut c));
     let out = shake_run(&["verify", journal.to_str().unwrap()]);
@@ -477,14 +445,7 @@ fn capture_announces_a_valkey_version_so_field_ttl_hashes_sync() {
     let log = std::fs::read_to_string(src.log_path()).unwrap();
     assert!(!log.contains("Can't store key"), "{log}");
     let dest = Server::start(VALKEY);
-    let out = shake_run(&[
-        "replay",
-        journal.to_str().unwrap(),
-        "--target",
-        &dest.url(),
-        "--progress",
-        "none",
-    ]);
+    let out = replay_onto(&journal, &dest);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let mut d = dest.client();
     assert_eq!(digest(&mut d), digest(&mut c));
@@ -513,14 +474,7 @@ fn valkey_9_1_disk_based_sync_capture_replay_same_digest() {
     let log = std::fs::read_to_string(src.log_path()).unwrap();
     assert!(log.contains("target: disk"), "not a disk-based sync: {log}");
     let dest = Server::start(VALKEY);
-    let out = shake_run(&[
-        "replay",
-        journal.to_str().unwrap(),
-        "--target",
-        &dest.url(),
-        "--progress",
-        "none",
-    ]);
+    let out = replay_onto(&journal, &dest);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(digest(&mut dest.client()), digest(&mut c));
 }
@@ -541,14 +495,7 @@ fn valkey_9_1_journal_replays_onto_redis_7_0() {
     let out = capture_run(&src.url(), &journal, &["--snapshot-only"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let dest = Server::start("7.0");
-    let out = shake_run(&[
-        "replay",
-        journal.to_str().unwrap(),
-        "--target",
-        &dest.url(),
-        "--progress",
-        "none",
-    ]);
+    let out = replay_onto(&journal, &dest);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("FieldTtlDropped"), "{}", out.stderr);
     let mut d = dest.client();

@@ -88,13 +88,7 @@ impl Ctx<'_> {
     }
 
     async fn one(&mut self, on_source: bool, cmd: Cmd) -> Result<Frame> {
-        let side = if on_source {
-            &mut *self.src
-        } else {
-            &mut *self.tgt
-        };
-        let mut r = side.batch(self.db, std::slice::from_ref(&cmd)).await?;
-        let f = r.pop().unwrap_or(Frame::Null);
+        let f = self.raw(on_source, cmd.clone()).await?;
         if let Frame::Error(_) = &f {
             return Err(self.bad(on_source, format!("{} answered {}", name(&cmd), short(&f))));
         }
@@ -486,13 +480,12 @@ impl Ctx<'_> {
         let (ca, cb) = (list(&a), list(&b));
         for (x, y) in ca.iter().zip(&cb) {
             if x != y {
-                let n = |p: Option<i64>| p.map_or_else(|| "?".to_string(), |p| p.to_string());
                 return Ok(Some(if x.0 == y.0 {
                     format!(
                         "consumer {}: pending {} vs {}",
                         printable(&x.0),
-                        n(x.1),
-                        n(y.1)
+                        shown(x.1),
+                        shown(y.1)
                     )
                 } else {
                     format!("consumer {} vs {}", printable(&x.0), printable(&y.0))
@@ -534,15 +527,14 @@ impl Ctx<'_> {
             let (ea, eb) = (entries(&a), entries(&b));
             for (x, y) in ea.iter().zip(&eb) {
                 if x != y {
-                    let n = |p: Option<i64>| p.map_or_else(|| "?".to_string(), |p| p.to_string());
                     return Ok(Some(format!(
                         "pending entry {}: consumer {}, {} deliveries vs entry {}: consumer {}, {} deliveries",
                         x.0,
                         printable(&x.1),
-                        n(x.2),
+                        shown(x.2),
                         y.0,
                         printable(&y.1),
-                        n(y.2)
+                        shown(y.2)
                     )));
                 }
             }
@@ -574,6 +566,11 @@ fn val(f: &Frame) -> String {
             None => short(other),
         },
     }
+}
+
+/// A count read from a reply, `?` where the reply had none.
+fn shown(n: Option<i64>) -> String {
+    n.map_or_else(|| "?".to_string(), |n| n.to_string())
 }
 
 /// The smallest stream ID after `id` (`ms-seq`), or `None` after the largest possible one.
