@@ -395,13 +395,10 @@ impl Ctx<'_> {
             .await?;
         let groups = |f: &Frame| -> Vec<Frame> {
             let mut g = f.as_array().unwrap_or(&[]).to_vec();
-            g.sort_by(|x, y| {
-                let n = |f: &Frame| {
-                    f.field("name")
-                        .and_then(|n| n.as_bytes())
-                        .map(<[u8]>::to_vec)
-                };
-                n(x).cmp(&n(y))
+            g.sort_by_cached_key(|x| {
+                x.field("name")
+                    .and_then(|n| n.as_bytes())
+                    .map(<[u8]>::to_vec)
             });
             g
         };

@@ -330,10 +330,12 @@ async fn drive(
     // further (a crash after the target applied a batch but before the checkpoint file
     // recorded it).
     let mut after: Option<Position> = None;
+    let mut after_in_stream = false;
     if let Some(state) = ctx.checkpoint.as_ref().and_then(|c| c.get(&shard)) {
         let p = state.position();
         if p.epoch == epoch {
             after = Some(p);
+            after_in_stream = state.phase == Phase::Stream;
         } else if p.epoch < epoch {
             tracing::warn!(shard = %shard, checkpoint = %p, epoch, "the journal has a newer snapshot than the checkpoint: replaying it from its start");
         } else {
@@ -379,12 +381,7 @@ async fn drive(
     }
     if let Some(a) = after {
         tracing::info!(shard = %shard, after = %a, "resuming");
-        let in_stream = ctx
-            .checkpoint
-            .as_ref()
-            .and_then(|c| c.get(&shard))
-            .is_some_and(|st| st.phase == Phase::Stream);
-        if map.is_cluster() && in_stream {
+        if map.is_cluster() && after_in_stream {
             // no atomic markers on a cluster: say what a killed run may leave behind
             tracing::warn!(shard = %shard, after = %a, "resuming onto a cluster target: if the previous run was killed, the batches it had in flight after this position (at most two per connection and node) may be applied a second time; non-idempotent commands among them (INCR, RPUSH …) would then count twice");
         }

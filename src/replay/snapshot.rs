@@ -163,11 +163,7 @@ impl KeyConverter {
         if let Some(label) = restore_label {
             let mut cmd = Cmd::encoded(b"RESTORE", self.restore_wire(k, &value, label), route);
             drop(value);
-            cmd.on_busy = match self.conflict {
-                ConflictPolicy::Replace => OnBusy::Fail,
-                ConflictPolicy::Skip => OnBusy::Skip,
-                ConflictPolicy::Error => OnBusy::Stop,
-            };
+            cmd.on_busy = self.on_busy();
             return Converted::Op(mk(Unit::Commands(vec![cmd]), None), Vec::new());
         }
         if t.kind() == Kind::Module {
@@ -188,18 +184,11 @@ impl KeyConverter {
                 Err(e) => return Converted::Impossible(format!("value does not decode: {e}")),
             }
         }
-        let guard = match self.conflict {
-            ConflictPolicy::Replace => None,
-            p => Some(Guard {
-                key: k.key.clone(),
-                route,
-                on_exists: if p == ConflictPolicy::Skip {
-                    OnBusy::Skip
-                } else {
-                    OnBusy::Stop
-                },
-            }),
-        };
+        let guard = (self.conflict != ConflictPolicy::Replace).then(|| Guard {
+            key: k.key.clone(),
+            route,
+            on_exists: self.on_busy(),
+        });
         let warnings = commands
             .warnings()
             .into_iter()
@@ -246,6 +235,15 @@ impl KeyConverter {
         w.freeze()
     }
 
+    /// What an existing key (`BUSYKEY`, a library that exists) means under the conflict policy.
+    fn on_busy(&self) -> OnBusy {
+        match self.conflict {
+            ConflictPolicy::Replace => OnBusy::Fail,
+            ConflictPolicy::Skip => OnBusy::Skip,
+            ConflictPolicy::Error => OnBusy::Stop,
+        }
+    }
+
     /// A function library: `FUNCTION LOAD [REPLACE] code`, to every master.
     pub fn function(&self, code: &[u8], position: Position) -> Op {
         let mut argv = vec![b"FUNCTION".to_vec(), b"LOAD".to_vec()];
@@ -254,11 +252,7 @@ impl KeyConverter {
         }
         argv.push(code.to_vec());
         let mut cmd = Cmd::new(argv, Route::All);
-        cmd.on_busy = match self.conflict {
-            ConflictPolicy::Replace => OnBusy::Fail,
-            ConflictPolicy::Skip => OnBusy::Skip,
-            ConflictPolicy::Error => OnBusy::Stop,
-        };
+        cmd.on_busy = self.on_busy();
         Op {
             position,
             phase: Phase::Snapshot,
