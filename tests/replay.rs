@@ -665,6 +665,92 @@ fn writer_follows_moved_and_ask_on_a_real_cluster() {
         "v",
         "ASK followed to the importing node"
     );
+
+    // Slot transactions with markers (a checkpointed replay): MOVED sends a slot's
+    // transaction again to the right node; a resend after a broken connection leaves out the
+    // slots whose marker shows them applied.
+    let marker = shake::replay::partition::Marker {
+        key: Vec::new(),
+        lane: 2,
+        lanes: 4,
+        family: Vec::new(),
+        journal_id: 9,
+        shard: "shard-000".into(),
+    };
+    let stats = Arc::new(Stats::default());
+    let mut w = Writer::new(
+        "shard-000",
+        &opts.target,
+        &opts.connect,
+        SlotMap::new(&stale, "unused"),
+        false,
+        stats.clone(),
+        Some(marker.clone()),
+    );
+    let ops: Vec<Op> = (0..100)
+        .map(|i| {
+            let k = format!("counter:{}", i % 30);
+            Op {
+                position: Position::new(1, 1000 + i, 0),
+                phase: Phase::Stream,
+                db: 0,
+                end_db: 0,
+                key: Some(k.as_bytes().to_vec()),
+                unit: Unit::Commands(vec![Cmd::new(
+                    vec![b"INCR".to_vec(), k.as_bytes().to_vec()],
+                    Route::Slot(shake::net::slot::key_slot(k.as_bytes())),
+                )]),
+                guard: None,
+                folded: Vec::new(),
+            }
+        })
+        .collect();
+    rt.block_on(w.execute(&ops))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    let s = stats.summary();
+    assert_eq!(s.failed, 0, "{:?}", s.failures);
+    assert!(s.redirects > 10, "MOVED followed: {}", s.redirects);
+    let counter_total = |c: &Cluster| -> i64 {
+        (0..30)
+            .map(|i| {
+                let k = format!("counter:{i}");
+                let holder = c
+                    .nodes
+                    .iter()
+                    .find(|n| n.client().try_cmd(&["EXISTS", &k]).unwrap().as_int() == Some(1))
+                    .unwrap();
+                holder.client().text(&["GET", &k]).parse::<i64>().unwrap()
+            })
+            .sum()
+    };
+    assert_eq!(counter_total(&cluster), 100);
+    // each slot's marker records its last op, in that slot's hash, field = lane
+    let last = ops
+        .iter()
+        .rfind(|o| o.key.as_deref() == Some(b"counter:7".as_slice()))
+        .unwrap();
+    let slot = shake::net::slot::key_slot(b"counter:7");
+    let key = String::from_utf8(marker.slot_key(slot)).unwrap();
+    let holder = cluster
+        .nodes
+        .iter()
+        .find(|n| n.client().try_cmd(&["EXISTS", &key]).unwrap().as_int() == Some(1))
+        .expect("slot marker written");
+    assert_eq!(
+        holder.client().text(&["HGET", &key, "2"]),
+        format!("{} 4", last.position)
+    );
+    // everything applied: a resend sends nothing again
+    rt.block_on(w.resend(&ops))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    assert_eq!(counter_total(&cluster), 100, "nothing applied twice");
+    // and the lane deletes the markers it wrote
+    rt.block_on(w.clear_marker())
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    assert_eq!(cluster_markers(&cluster), 0);
 }
 
 /// A 3-master cluster's journal (three shards) replayed in parallel onto a standalone server
@@ -1069,14 +1155,23 @@ fn several_connections_onto_a_cluster() {
         &["--connections", "4", "--pipeline", "64"],
     );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let mut sc = source.client();
+    assert_cluster_holds_source(&mut source.client(), &cluster);
+    // a second run resumes from the checkpoint: nothing left to send
+    let out = replay(&j, &cluster.url(), &["--connections", "4"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_cluster_holds_source(&mut source.client(), &cluster);
+}
+
+/// Every key of the source's db 0 is on the cluster with the same value, and nothing else is
+/// (no replay marker left behind).
+fn assert_cluster_holds_source(sc: &mut Client, cluster: &Cluster) {
     let keys = sc.cmd(&["KEYS", "*"]);
     let keys = keys.as_array().unwrap();
     let mut total = 0;
     for m in cluster.masters() {
         total += m.client().cmd(&["DBSIZE"]).as_int().unwrap();
     }
-    assert_eq!(total, keys.len() as i64);
+    assert_eq!(total, keys.len() as i64, "keys on the cluster");
     for k in keys {
         let k = k.as_str().unwrap();
         let want = sc.cmd(&["DEBUG", "DIGEST-VALUE", k]);
@@ -1091,15 +1186,69 @@ fn several_connections_onto_a_cluster() {
             "{k}"
         );
     }
-    // a second run resumes from the checkpoint and says what a killed run may leave behind
-    // on a cluster (no atomic markers there)
-    let out = replay(&j, &cluster.url(), &["--connections", "4"]);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}
+
+/// The replay markers on a cluster's masters.
+fn cluster_markers(cluster: &Cluster) -> usize {
+    cluster
+        .masters()
+        .iter()
+        .map(|m| {
+            m.client()
+                .cmd(&["KEYS", "shake-replay:*"])
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum()
+}
+
+/// kill -9 of a replay onto a 3-master cluster with several connections, three times
+/// mid-stream, then a resume: the per-slot markers make every INCR/RPUSH land exactly once —
+/// also across multi-key commands split per slot, transactions and scripts on one slot, and a
+/// FLUSHALL — and no marker stays in the data.
+#[test]
+fn kill9_onto_a_cluster_then_resume_applies_nothing_twice() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| {
+        for i in 0..2500 {
+            let k = i % 37;
+            c.cmd(&["INCR", &format!("counter:{k}")]);
+            c.cmd(&["RPUSH", &format!("list:{}", i % 23), &i.to_string()]);
+            c.cmd(&["SET", &format!("str:{i}"), &format!("v{i}")]);
+            if i % 50 == 7 {
+                let (m, kk) = (format!("m:{i}"), format!("counter:{k}"));
+                c.cmd(&["MSET", &m, "1", &kk, "100"]);
+                c.cmd(&["DEL", &format!("str:{}", i / 2), &format!("list:{}", i % 5)]);
+            }
+            if i % 97 == 11 {
+                c.cmd(&["MULTI"]);
+                c.cmd(&["INCR", "{t}n"]);
+                c.cmd(&["RPUSH", "{t}l", &i.to_string()]);
+                c.cmd(&["EXEC"]);
+                let script =
+                    "redis.call('INCRBY', KEYS[1], 5) return redis.call('RPUSH', KEYS[2], 'e')";
+                c.cmd(&["EVAL", script, "2", "{t}e", "{t}l"]);
+            }
+            if i == 200 {
+                c.cmd(&["FLUSHALL"]);
+            }
+        }
+    });
+    let cluster = Cluster::start("7.0", 3, 0);
+    let url = cluster.url();
+    let slow: &[&str] = &["--connections", "4", "--pipeline", "32", "--max-ops", "800"];
+    kill9_replays(&j, &url, &[(slow, 700), (slow, 1000), (slow, 1300)]);
     assert!(
-        out.stderr.contains("resuming onto a cluster target"),
-        "{}",
-        out.stderr
+        cluster_markers(&cluster) > 0,
+        "the kills must land mid-stream (markers present)"
     );
+    let out = replay(&j, &url, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("failed: 0"), "{}", out.stdout);
+    assert_cluster_holds_source(&mut source.client(), &cluster);
+    assert_eq!(cluster_markers(&cluster), 0, "markers left behind");
 }
 
 /// Stream traffic made of runs of plain SETs (folded into MSETs by replay) around the commands

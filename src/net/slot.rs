@@ -24,6 +24,30 @@ pub fn key_slot(key: &[u8]) -> u16 {
     CRC16.checksum(hash_tag(key)) & (SLOTS - 1)
 }
 
+/// A short hash tag for every slot: `slot_tag(s)` is a string whose CRC16 lands in slot `s`,
+/// so a key `…{tag}…` lives in that slot. Replay uses it to put one marker key in each slot
+/// (a transaction on a cluster may only touch one slot). Found once, by counting upwards in
+/// decimal until every slot has its first hit: deterministic, about 160 000 checksums.
+pub fn slot_tag(slot: u16) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        let mut tags = vec![String::new(); usize::from(SLOTS)];
+        let mut left = tags.len();
+        let mut n: u64 = 0;
+        while left > 0 {
+            let t = n.to_string();
+            let s = usize::from(CRC16.checksum(t.as_bytes()) & (SLOTS - 1));
+            if tags[s].is_empty() {
+                tags[s] = t;
+                left -= 1;
+            }
+            n += 1;
+        }
+        tags
+    });
+    &tags[usize::from(slot & (SLOTS - 1))]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +73,13 @@ mod tests {
         assert_eq!(key_slot(b"foo"), 12182);
         assert_eq!(key_slot(b"bar"), 5061);
         assert_eq!(key_slot(b""), 0);
+    }
+
+    #[test]
+    fn every_slot_has_a_tag_that_hashes_to_it() {
+        for s in 0..SLOTS {
+            let key = format!("m:{{{}}}:x", slot_tag(s));
+            assert_eq!(key_slot(key.as_bytes()), s, "{key}");
+        }
     }
 }

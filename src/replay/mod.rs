@@ -306,9 +306,9 @@ async fn drive(
     }
     let standalone_addr = opts.target.addr();
     let map = SlotMap::new(&ctx.target.topology, &standalone_addr);
-    // Exactly-once on a standalone target: every lane's batches carry its marker (see
-    // `partition`). A cluster cannot hold a transaction across slots: no markers there.
-    let atomic = ctx.checkpoint.is_some() && !opts.dry_run && !map.is_cluster();
+    // Exactly-once: every lane's stream batches carry its marker, per slot on a cluster (see
+    // `partition`).
+    let atomic = ctx.checkpoint.is_some() && !opts.dry_run;
     let family = partition::marker_family(ctx.journal_id, &shard);
     let mut lanes_n = opts.connections.clamp(1, partition::MAX_CONNECTIONS);
     let make_writer = |lane: usize, lanes: usize| {
@@ -321,8 +321,11 @@ async fn drive(
             ctx.stats.clone(),
             atomic.then(|| Marker {
                 key: partition::marker_key(ctx.journal_id, &shard, lane),
+                lane,
                 lanes,
                 family: family.clone(),
+                journal_id: ctx.journal_id,
+                shard: shard.clone(),
             }),
         )
     };
@@ -330,12 +333,10 @@ async fn drive(
     // further (a crash after the target applied a batch but before the checkpoint file
     // recorded it).
     let mut after: Option<Position> = None;
-    let mut after_in_stream = false;
     if let Some(state) = ctx.checkpoint.as_ref().and_then(|c| c.get(&shard)) {
         let p = state.position();
         if p.epoch == epoch {
             after = Some(p);
-            after_in_stream = state.phase == Phase::Stream;
         } else if p.epoch < epoch {
             tracing::warn!(shard = %shard, checkpoint = %p, epoch, "the journal has a newer snapshot than the checkpoint: replaying it from its start");
         } else {
@@ -344,24 +345,39 @@ async fn drive(
             )));
         }
     }
-    let mut applied: Vec<Option<Position>> = Vec::new();
+    let mut applied = partition::Applied::default();
+    let mut stale_slots: Vec<u16> = Vec::new();
     if atomic {
         let mut w = make_writer(0, lanes_n);
-        let values = retry(ctx, &mut w, |w| {
-            let names = family.clone();
-            Box::pin(async move { w.read_markers(&names).await })
-        })
-        .await?;
-        let found: Vec<(usize, Position, usize)> = values
-            .iter()
+        // (slot, lane, value) on a cluster; (lane, value) on a standalone target
+        let values: Vec<(Option<u16>, usize, String)> = if map.is_cluster() {
+            retry(ctx, &mut w, |w| Box::pin(w.read_slot_markers()))
+                .await?
+                .into_iter()
+                .map(|(slot, lane, v)| (Some(slot), lane, v))
+                .collect()
+        } else {
+            retry(ctx, &mut w, |w| {
+                let names = family.clone();
+                Box::pin(async move { w.read_markers(&names).await })
+            })
+            .await?
+            .into_iter()
             .enumerate()
-            .filter_map(|(lane, v)| {
-                let (p, n) = partition::parse_marker(v.as_deref()?)?;
-                (p.epoch == epoch && after.is_none_or(|a| p > a)).then_some((lane, p, n))
+            .filter_map(|(lane, v)| Some((None, lane, v?)))
+            .collect()
+        };
+        // every slot marker found is deleted with lane 0's (even those of older runs)
+        stale_slots = values.iter().filter_map(|v| v.0).collect();
+        let found: Vec<(Option<u16>, usize, Position, usize)> = values
+            .iter()
+            .filter_map(|(slot, lane, v)| {
+                let (p, n) = partition::parse_marker(v)?;
+                (p.epoch == epoch && after.is_none_or(|a| p > a)).then_some((*slot, *lane, p, n))
             })
             .collect();
-        if let Some(&(_, _, n)) = found.first() {
-            if found.iter().any(|f| f.2 != n) {
+        if let Some(&(_, _, _, n)) = found.first() {
+            if found.iter().any(|f| f.3 != n) {
                 return Err(Error::Invalid(format!(
                     "shard {shard}: the target holds replay markers of runs with different --connections: resume cannot tell what was applied"
                 )));
@@ -370,21 +386,23 @@ async fn drive(
                 tracing::warn!(shard = %shard, connections = n, "the interrupted run used {n} connections: resuming with as many, so that its markers apply");
                 lanes_n = n;
             }
-            applied = vec![None; lanes_n];
-            for (lane, p, _) in found {
-                if lane < lanes_n {
-                    tracing::info!(shard = %shard, lane, marker = %p, "the target applied batches the checkpoint had not recorded: not sending them again");
-                    applied[lane] = Some(p);
+            let mut lanes_seen = std::collections::BTreeSet::new();
+            for (slot, lane, p, _) in found {
+                if lane >= lanes_n {
+                    continue;
+                }
+                match slot {
+                    Some(slot) => applied.set_slot(slot, lane, p),
+                    None => applied.set_lane(lane, p),
+                }
+                if lanes_seen.insert(lane) {
+                    tracing::info!(shard = %shard, lane, "the target applied batches the checkpoint had not recorded: not sending them again");
                 }
             }
         }
     }
     if let Some(a) = after {
         tracing::info!(shard = %shard, after = %a, "resuming");
-        if map.is_cluster() && after_in_stream {
-            // no atomic markers on a cluster: say what a killed run may leave behind
-            tracing::warn!(shard = %shard, after = %a, "resuming onto a cluster target: if the previous run was killed, the batches it had in flight after this position (at most two per connection and node) may be applied a second time; non-idempotent commands among them (INCR, RPUSH …) would then count twice");
-        }
         *acked = Some(a);
     }
     drop(reader);
@@ -423,9 +441,13 @@ async fn drive(
     let mut lane_tasks = Vec::new();
     for lane in 0..lanes_n {
         let (jtx, jrx) = tokio::sync::mpsc::channel(MAX_ROUNDS + 2);
+        let mut writer = make_writer(lane, lanes_n);
+        if lane == 0 {
+            writer.touch(std::mem::take(&mut stale_slots));
+        }
         lane_tasks.push(tokio::spawn(lanes::run(
             ctx.clone(),
-            make_writer(lane, lanes_n),
+            writer,
             jrx,
             done_tx.clone(),
         )));
@@ -440,6 +462,7 @@ async fn drive(
         rounds: VecDeque::new(),
         next_round: 0,
         atomic,
+        cluster: map.is_cluster(),
         marker_dirty: false,
     };
     let mut waiting: Option<(Op, Permit, Wait)> = None;
@@ -469,8 +492,19 @@ async fn drive(
                             d.dispatch(&lane_tx).await?;
                         }
                         Wait::Barrier => {
+                            // what the markers cannot make exact is made so by the checkpoint
+                            // file: it holds everything before, and the op once acknowledged
+                            let unmarked = d.atomic
+                                && op.phase == Phase::Stream
+                                && partition::unmarked(&op, d.cluster);
+                            if unmarked && let Some(c) = &ctx.checkpoint {
+                                c.save()?;
+                            }
                             d.open.push(0, op, permit);
                             d.dispatch(&lane_tx).await?;
+                            if let Some(r) = d.rounds.back_mut() {
+                                r.save_after = unmarked;
+                            }
                             draining = true;
                         }
                     }
@@ -524,7 +558,7 @@ async fn drive(
                     done.result?;
                     count(&ctx.stats, &done.ops);
                     if let Some(id) = done.round {
-                        d.acked(ctx, id, acked);
+                        d.acked(ctx, id, acked)?;
                     }
                 }
                 msg = rx.recv(), if accept => match msg {
@@ -584,7 +618,7 @@ async fn drive(
 fn place(
     d: &mut Dispatch,
     waiting: &mut Option<(Op, Permit, Wait)>,
-    applied: &[Option<Position>],
+    applied: &partition::Applied,
     mut op: Op,
     permit: Permit,
 ) {
@@ -595,15 +629,17 @@ fn place(
         Lane::Any => None,
     };
     if let Some(l) = marker_lane
-        && applied
-            .get(l)
-            .copied()
-            .flatten()
-            .is_some_and(|m| op.position <= m)
+        && !applied.is_empty()
     {
-        op.unit = op::Unit::Commands(Vec::new());
-        op.guard = None;
-        lane = Lane::Any;
+        // on a cluster each slot has its marker: an op split over slots may be partly applied
+        let position = op.position;
+        let (op::Unit::Commands(cmds) | op::Unit::Transaction(cmds)) = &mut op.unit;
+        cmds.retain(|c| !applied.covers(l, c.route, position));
+        if cmds.is_empty() {
+            op.unit = op::Unit::Commands(Vec::new());
+            op.guard = None;
+            lane = Lane::Any;
+        }
     }
     let l = match lane {
         Lane::One(l) => l,
@@ -711,6 +747,8 @@ struct Round {
     last: Position,
     phase: Phase,
     left: usize,
+    /// Save the checkpoint file as soon as acknowledged (see [`partition::unmarked`]).
+    save_after: bool,
 }
 
 /// The dispatcher's state: the round being formed and those in flight.
@@ -721,6 +759,8 @@ struct Dispatch {
     rounds: VecDeque<Round>,
     next_round: u64,
     atomic: bool,
+    /// The target is a cluster (markers per slot).
+    cluster: bool,
     marker_dirty: bool,
 }
 
@@ -756,13 +796,14 @@ impl Dispatch {
             last,
             phase,
             left,
+            save_after: false,
         });
         Ok(())
     }
 
     /// A lane acknowledged its part of round `id`: rounds complete in order, and the
     /// checkpoint moves to the end of the last round whose every part is acknowledged.
-    fn acked(&mut self, ctx: &ShardCtx, id: u64, acked: &mut Option<Position>) {
+    fn acked(&mut self, ctx: &ShardCtx, id: u64, acked: &mut Option<Position>) -> Result<()> {
         if let Some(r) = self.rounds.iter_mut().find(|r| r.id == id) {
             r.left = r.left.saturating_sub(1);
         }
@@ -773,28 +814,40 @@ impl Dispatch {
                 .acked_to(&ctx.shard, r.last.offset, r.phase == Phase::Snapshot);
             if let Some(c) = &ctx.checkpoint {
                 c.set(&ctx.shard, r.last, r.phase);
+                if r.save_after {
+                    c.save()?;
+                }
             }
             if self.atomic && r.phase == Phase::Stream {
                 self.marker_dirty = true;
             }
         }
+        Ok(())
     }
 }
 
-/// Asks lane 0 to delete the shard's markers (every lane idle) and waits for it.
+/// Asks every lane to delete the shard's markers it knows of (every lane idle) and waits for
+/// them all.
 async fn clear_markers(
     lane_tx: &[tokio::sync::mpsc::Sender<lanes::Job>],
     done_rx: &mut tokio::sync::mpsc::UnboundedReceiver<lanes::Done>,
 ) -> Result<()> {
-    if lane_tx[0].send(lanes::Job::ClearMarkers).await.is_err() {
-        return Err(Error::Invalid("connection task 0 ended".into()));
-    }
-    while let Some(d) = done_rx.recv().await {
-        if d.round.is_none() {
-            return d.result;
+    for tx in lane_tx {
+        if tx.send(lanes::Job::ClearMarkers).await.is_err() {
+            return Err(Error::Invalid("a connection task ended".into()));
         }
     }
-    Err(Error::Invalid("connection task 0 ended".into()))
+    let mut left = lane_tx.len();
+    while let Some(d) = done_rx.recv().await {
+        if d.round.is_none() {
+            d.result?;
+            left -= 1;
+            if left == 0 {
+                return Ok(());
+            }
+        }
+    }
+    Err(Error::Invalid("a connection task ended".into()))
 }
 
 type Permit = tokio::sync::OwnedSemaphorePermit;
@@ -929,18 +982,14 @@ async fn send(
         ctx.buckets.0.take(n).await;
         ctx.buckets.1.take(bytes).await;
     }
-    let last = batch.last().map(|o| o.position).unwrap_or_default();
-    let atomic = writer.atomic() && batch.iter().all(|o| o.phase == Phase::Stream);
     let mut state = RetryState::default();
     let mut again = resend;
     loop {
-        let res = async {
-            if again && atomic && writer.marker_position().await?.is_some_and(|m| m >= last) {
-                return Ok(()); // applied before the connection broke
-            }
+        let res = if again {
+            writer.resend(batch).await
+        } else {
             writer.execute(batch).await
-        }
-        .await;
+        };
         match res {
             Ok(()) => return Ok(()),
             Err(Failure::Fatal(e)) => return Err(e),

@@ -16,12 +16,21 @@
 //! and skips the ops whose position is at or before their own lane's marker: nothing is applied
 //! twice, nothing is left out. This needs the same partition as the run that wrote the
 //! markers, so each marker also records the lane count, and a resumed replay adopts it.
+//!
+//! On a cluster target a transaction may only touch one slot, so the marker is per slot: each
+//! stream batch is sent as one `MULTI … HSET <slot marker> <lane> <position> EXEC` per slot
+//! it touches, the slot marker being a hash in that very slot (`shake-replay:{<tag>}:<journal
+//! id>:<shard>`, [`slot_tag`]) with one field per lane. On resume every slot's marker is read
+//! and a command is dropped when its slot's field for its lane is at or past its position: a
+//! lane applies the commands of one slot in order, atomically with that slot's field.
+
+use std::collections::HashMap;
 
 use crate::journal::Position;
-use crate::net::slot::key_slot;
+use crate::net::slot::{key_slot, slot_tag};
 
 use super::checkpoint::Phase;
-use super::op::{Op, Unit};
+use super::op::{Op, Route, Unit};
 use super::stream::keys;
 
 /// Most connections per shard and node (`--connections`), and so the most marker keys.
@@ -167,18 +176,35 @@ pub fn marker_family(journal_id: u64, shard: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The marker hash of `slot` for a shard of a journal (cluster targets): a key in `slot`,
+/// whose field `<lane>` holds [`Marker::value`].
+pub fn slot_marker_key(journal_id: u64, shard: &str, slot: u16) -> Vec<u8> {
+    format!("shake-replay:{{{}}}:{journal_id}:{shard}", slot_tag(slot)).into_bytes()
+}
+
 /// A lane's marker: its key, the lane count written with each position, and the whole family.
 #[derive(Debug, Clone)]
 pub struct Marker {
-    /// This lane's key.
+    /// This lane's key (standalone targets).
     pub key: Vec<u8>,
+    /// This lane's number (the field of the slot markers on a cluster target).
+    pub lane: usize,
     /// Lanes of the run (recorded so a resume partitions the same way).
     pub lanes: usize,
-    /// Every marker key of the shard (deleted together).
+    /// Every marker key of the shard (deleted together; standalone targets).
     pub family: Vec<Vec<u8>>,
+    /// The journal's id, naming the slot markers.
+    pub journal_id: u64,
+    /// The shard, naming the slot markers.
+    pub shard: String,
 }
 
 impl Marker {
+    /// The marker hash of `slot` (cluster targets).
+    pub fn slot_key(&self, slot: u16) -> Vec<u8> {
+        slot_marker_key(self.journal_id, &self.shard, slot)
+    }
+
     /// The value recording `position`: `epoch:offset.seq`, followed by the lane count when
     /// above one (a one-connection marker reads as before).
     pub fn value(&self, position: Position) -> String {
@@ -187,6 +213,60 @@ impl Marker {
         } else {
             format!("{position} {}", self.lanes)
         }
+    }
+}
+
+/// Whether the markers cannot make `op` exactly-once: it deletes or moves the markers
+/// themselves (`FLUSHALL`, `FLUSHDB`, `SWAPDB`), or on a cluster it has a command without a
+/// slot (sent to any or every master outside a slot transaction). Such an op is a barrier
+/// anyway; the dispatcher saves the checkpoint file before sending it and as soon as it is
+/// acknowledged, so a resume never sends it again after anything that followed it.
+pub fn unmarked(op: &Op, cluster: bool) -> bool {
+    op.unit.cmds().iter().any(|c| {
+        (cluster && !matches!(c.route, Route::Slot(_)))
+            || c.argv.first().is_some_and(|n| {
+                [b"FLUSHALL".as_slice(), b"FLUSHDB", b"SWAPDB"]
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(n))
+            })
+    })
+}
+
+/// What an interrupted run's markers show applied past the checkpoint: per lane on a
+/// standalone target, per slot and lane on a cluster target.
+#[derive(Debug, Default)]
+pub struct Applied {
+    lanes: Vec<Option<Position>>,
+    slots: HashMap<(u16, usize), Position>,
+}
+
+impl Applied {
+    /// Records lane `lane`'s marker (standalone).
+    pub fn set_lane(&mut self, lane: usize, p: Position) {
+        if self.lanes.len() <= lane {
+            self.lanes.resize(lane + 1, None);
+        }
+        self.lanes[lane] = Some(p);
+    }
+
+    /// Records lane `lane`'s marker in `slot` (cluster).
+    pub fn set_slot(&mut self, slot: u16, lane: usize, p: Position) {
+        self.slots.insert((slot, lane), p);
+    }
+
+    /// Whether no marker shows anything applied.
+    pub fn is_empty(&self) -> bool {
+        self.lanes.iter().all(Option::is_none) && self.slots.is_empty()
+    }
+
+    /// Whether a command routed `route`, of an op at `position` that `lane` sends, was
+    /// applied by the interrupted run.
+    pub fn covers(&self, lane: usize, route: Route, position: Position) -> bool {
+        let marker = match route {
+            Route::Slot(s) if !self.slots.is_empty() => self.slots.get(&(s, lane)).copied(),
+            _ => self.lanes.get(lane).copied().flatten(),
+        };
+        marker.is_some_and(|m| position <= m)
     }
 }
 
@@ -207,7 +287,7 @@ pub fn parse_marker(v: &str) -> Option<(Position, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::op::{Cmd, Route};
+    use crate::replay::op::Cmd;
 
     fn op(cmds: &[&[&str]]) -> Op {
         Op {
@@ -324,14 +404,25 @@ mod tests {
         let p = Position::new(2, 1000, 3);
         let m = Marker {
             key: marker_key(7, "shard-000", 0),
+            lane: 0,
             lanes: 1,
             family: vec![],
+            journal_id: 7,
+            shard: "shard-000".into(),
         };
         assert_eq!(parse_marker(&m.value(p)), Some((p, 1)));
-        let m4 = Marker { lanes: 4, ..m };
+        let m4 = Marker {
+            lanes: 4,
+            ..m.clone()
+        };
         assert_eq!(parse_marker(&m4.value(p)), Some((p, 4)));
         assert_eq!(marker_key(7, "s", 0), b"shake-replay:7:s".to_vec());
         assert_eq!(marker_key(7, "s", 2), b"shake-replay:7:s:2".to_vec());
         assert_eq!(parse_marker("junk"), None);
+        // a cluster's slot markers: one hash per slot, in that slot
+        for slot in [0, 5061, 16383] {
+            assert_eq!(key_slot(&m.slot_key(slot)), slot);
+        }
+        assert!(m.slot_key(1).ends_with(b":7:shard-000"));
     }
 }

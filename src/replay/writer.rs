@@ -13,8 +13,14 @@
 //! marker tells exactly whether the last batch was applied — a resumed replay never applies an
 //! `INCR` twice. The marker key (`shake-replay:<journal id>:<shard>` in db 0) is deleted once
 //! the checkpoint file holds the same position, so it does not stay in the data.
+//!
+//! On a cluster target a transaction may only touch one slot, so a stream batch is cut per
+//! slot: one `MULTI … HSET <slot marker> <lane> <position> EXEC` for each slot it touches, on
+//! the slot's owner (see [`super::partition`]). A `MOVED`, `ASK` or transient refusal of a
+//! queued command sends that slot's transaction again (after the migration for `ASK`); a
+//! command refused when queued (`EXECABORT`) is reported and the rest of its slot resent.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +65,8 @@ pub struct Writer {
     dry_run: bool,
     stats: Arc<Stats>,
     marker: Option<Marker>,
+    /// Slots whose marker this lane wrote (cluster targets), deleted by [`Writer::clear_marker`].
+    touched: BTreeSet<u16>,
     /// Commands routed per node in dry-run mode.
     pub dry_counts: BTreeMap<String, u64>,
 }
@@ -97,6 +105,22 @@ enum PendingKind {
     Dry,
     Plain(Round),
     Atomic(AtomicRound),
+    Slots(SlotRound),
+}
+
+/// The commands of one slot in an atomic batch on a cluster target, by (op, command) index:
+/// sent as one transaction with the slot's marker set to `last`.
+#[derive(Debug, Clone)]
+struct SlotGroup {
+    slot: u16,
+    cmds: Vec<(usize, usize)>,
+    last: Position,
+}
+
+/// Slot transactions written, per node in the order written.
+struct SlotRound {
+    order: Vec<String>,
+    per_node: HashMap<String, Vec<SlotGroup>>,
 }
 
 struct Round {
@@ -123,8 +147,8 @@ fn error_kind(msg: &str) -> String {
 }
 
 impl Writer {
-    /// A writer for `shard` (one lane of it). `marker` is this lane's marker when batches are
-    /// atomic (standalone targets); `None` disables it.
+    /// A writer for `shard` (one lane of it). `marker` is this lane's marker when stream
+    /// batches are atomic with their position; `None` disables it.
     pub fn new(
         shard: &str,
         endpoint: &Endpoint,
@@ -134,7 +158,7 @@ impl Writer {
         stats: Arc<Stats>,
         marker: Option<Marker>,
     ) -> Writer {
-        let atomic = !dry_run && !map.is_cluster();
+        let atomic = !dry_run;
         Writer {
             shard: shard.to_string(),
             endpoint: endpoint.clone(),
@@ -144,6 +168,7 @@ impl Writer {
             dry_run,
             stats,
             marker: if atomic { marker } else { None },
+            touched: BTreeSet::new(),
             dry_counts: BTreeMap::new(),
         }
     }
@@ -250,7 +275,7 @@ impl Writer {
     }
 
     /// The position the marker records (standalone targets), if any.
-    pub async fn marker_position(&mut self) -> std::result::Result<Option<Position>, Failure> {
+    async fn marker_position(&mut self) -> std::result::Result<Option<Position>, Failure> {
         let Some(marker) = self.marker.clone() else {
             return Ok(None);
         };
@@ -292,13 +317,106 @@ impl Writer {
         })
     }
 
-    /// Deletes the shard's markers, every lane's (once the checkpoint file holds their
-    /// positions).
+    /// Every slot marker of the shard on a cluster target (one `HGETALL` per slot, on its
+    /// owner): `(slot, lane, value)` for each field found. Read once at start to find what each
+    /// lane of an interrupted run applied.
+    pub async fn read_slot_markers(
+        &mut self,
+    ) -> std::result::Result<Vec<(u16, usize, String)>, Failure> {
+        let Some(marker) = self.marker.clone() else {
+            return Ok(Vec::new());
+        };
+        let slots: Vec<u16> = (0..crate::net::slot::SLOTS).collect();
+        let replies = self
+            .per_slot(&slots, |s| vec![b"HGETALL".to_vec(), marker.slot_key(s)])
+            .await?;
+        let mut found = Vec::new();
+        for (slot, f) in replies {
+            let Frame::Array(items) = f else { continue };
+            for pair in items.chunks(2) {
+                if let [k, v] = pair
+                    && let (Some(lane), Some(v)) =
+                        (k.as_str().and_then(|k| k.parse().ok()), v.as_str())
+                {
+                    found.push((slot, lane, v.to_string()));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Sends `command(slot)` for each of `slots` to the slot's owner, pipelined per node, and
+    /// returns the replies. A redirection means the map is stale: a connection failure, so the
+    /// caller refreshes the topology and tries again.
+    async fn per_slot(
+        &mut self,
+        slots: &[u16],
+        command: impl Fn(u16) -> Vec<Vec<u8>>,
+    ) -> std::result::Result<Vec<(u16, Frame)>, Failure> {
+        let mut order: Vec<String> = Vec::new();
+        let mut per_node: HashMap<String, Vec<u16>> = HashMap::new();
+        for &s in slots {
+            let addr = self.map.node(Route::Slot(s));
+            if !per_node.contains_key(&addr) {
+                order.push(addr.clone());
+            }
+            per_node.entry(addr).or_default().push(s);
+        }
+        let mut out = Vec::with_capacity(slots.len());
+        for addr in &order {
+            let node = self.node(addr).await?;
+            for &s in &per_node[addr] {
+                node.conn.queue(&command(s));
+            }
+            node.conn
+                .flush()
+                .await
+                .map_err(|e| Self::conn_err(addr, e))?;
+            for &s in &per_node[addr] {
+                let f = self.read(addr).await?;
+                if let Frame::Error(m) = &f {
+                    let m = String::from_utf8_lossy(m).into_owned();
+                    let what = format!("a replay marker could not be read or deleted: {m}");
+                    let e = Error::Protocol {
+                        addr: addr.clone(),
+                        what,
+                    };
+                    return Err(if self.unit_redirect(&m).is_some() {
+                        Failure::Connection(e)
+                    } else {
+                        Failure::Fatal(e)
+                    });
+                }
+                out.push((s, f));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds slots whose marker is to be deleted with this lane's own (markers an interrupted
+    /// run left behind).
+    pub fn touch(&mut self, slots: impl IntoIterator<Item = u16>) {
+        self.touched.extend(slots);
+    }
+
+    /// Deletes the shard's markers (once the checkpoint file holds their positions): on a
+    /// standalone target every lane's, by lane 0; on a cluster target the slot markers this
+    /// lane wrote (every lane is asked).
     pub async fn clear_marker(&mut self) -> std::result::Result<(), Failure> {
         let Some(marker) = self.marker.clone() else {
             return Ok(());
         };
         if self.dry_run {
+            return Ok(());
+        }
+        if self.map.is_cluster() {
+            let slots: Vec<u16> = self.touched.iter().copied().collect();
+            self.per_slot(&slots, |s| vec![b"DEL".to_vec(), marker.slot_key(s)])
+                .await?;
+            self.touched.clear();
+            return Ok(());
+        }
+        if marker.lane != 0 {
             return Ok(());
         }
         let mut argv = vec![b"DEL".to_vec()];
@@ -404,12 +522,10 @@ impl Writer {
             PendingKind::Dry
         } else if n == 0 {
             PendingKind::Dry
-        } else if self.atomic()
-            && ops
-                .iter()
-                .all(|o| o.phase == super::checkpoint::Phase::Stream)
-        {
+        } else if self.atomic() && !self.map.is_cluster() && all_stream(ops) {
             PendingKind::Atomic(self.send_atomic(ops, HashSet::new()).await?)
+        } else if let Some(groups) = self.slot_groups(ops) {
+            PendingKind::Slots(self.send_slots(ops, groups).await?)
         } else {
             let items = self.items_of(ops);
             PendingKind::Plain(self.send_round(ops, items).await?)
@@ -436,11 +552,264 @@ impl Writer {
                 }
             }
             PendingKind::Plain(round) => self.finish_plain(ops, round).await?,
+            PendingKind::Slots(round) => self.finish_slots(ops, round).await?,
         }
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.commands.fetch_add(p.n, Relaxed);
         self.stats.bytes.fetch_add(p.bytes, Relaxed);
         Ok(())
+    }
+
+    /// Sends `ops` again after a broken connection, leaving out what the target shows applied:
+    /// an atomic batch its marker covers (standalone), the slot transactions whose slot marker
+    /// covers them (cluster). Without markers everything is sent again.
+    pub async fn resend(&mut self, ops: &[Op]) -> std::result::Result<(), Failure> {
+        if self.atomic() && !self.map.is_cluster() && all_stream(ops) {
+            let last = ops.last().map(|o| o.position).unwrap_or_default();
+            if self.marker_position().await?.is_some_and(|m| m >= last) {
+                return Ok(()); // applied before the connection broke
+            }
+        } else if let Some(groups) = self.slot_groups(ops) {
+            let groups = self.unapplied(groups).await?;
+            let n = groups.iter().map(|g| g.cmds.len() as u64).sum();
+            let bytes = groups
+                .iter()
+                .flat_map(|g| &g.cmds)
+                .map(|&(i, j)| ops[i].unit.cmds()[j].wire_len())
+                .sum();
+            let kind = PendingKind::Slots(self.send_slots(ops, groups).await?);
+            return self.finish(ops, Pending { kind, n, bytes }).await;
+        }
+        self.execute(ops).await
+    }
+
+    /// A stream batch for a cluster target cut per slot (in order of first appearance), when
+    /// batches are atomic and every command has a slot; `None` otherwise (a keyless barrier
+    /// such as `FLUSHALL` goes as it is: the dispatcher saves the checkpoint around it).
+    fn slot_groups(&self, ops: &[Op]) -> Option<Vec<SlotGroup>> {
+        if !self.atomic() || !self.map.is_cluster() || !all_stream(ops) {
+            return None;
+        }
+        let mut groups: Vec<SlotGroup> = Vec::new();
+        let mut index: HashMap<u16, usize> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            for (j, c) in op.unit.cmds().iter().enumerate() {
+                let Route::Slot(slot) = c.route else {
+                    return None;
+                };
+                let g = *index.entry(slot).or_insert_with(|| {
+                    groups.push(SlotGroup {
+                        slot,
+                        cmds: Vec::new(),
+                        last: op.position,
+                    });
+                    groups.len() - 1
+                });
+                groups[g].cmds.push((i, j));
+                groups[g].last = op.position;
+            }
+        }
+        Some(groups)
+    }
+
+    /// The groups whose slot marker does not yet cover them (after a broken connection).
+    async fn unapplied(
+        &mut self,
+        groups: Vec<SlotGroup>,
+    ) -> std::result::Result<Vec<SlotGroup>, Failure> {
+        let marker = self.marker.clone().expect("slot groups have a marker");
+        let field = marker.lane.to_string().into_bytes();
+        let slots: Vec<u16> = groups.iter().map(|g| g.slot).collect();
+        let replies: HashMap<u16, Frame> = self
+            .per_slot(&slots, |s| {
+                vec![b"HGET".to_vec(), marker.slot_key(s), field.clone()]
+            })
+            .await?
+            .into_iter()
+            .collect();
+        Ok(groups
+            .into_iter()
+            .filter(|g| {
+                let applied = replies
+                    .get(&g.slot)
+                    .and_then(Frame::as_str)
+                    .and_then(parse_marker)
+                    .is_some_and(|(p, _)| p >= g.last);
+                !applied
+            })
+            .collect())
+    }
+
+    /// Writes one transaction per slot group on the slot's owner: `MULTI`, the commands,
+    /// `HSET <slot marker> <lane> <position>`, `EXEC`.
+    async fn send_slots(
+        &mut self,
+        ops: &[Op],
+        groups: Vec<SlotGroup>,
+    ) -> std::result::Result<SlotRound, Failure> {
+        let marker = self.marker.clone().expect("slot groups have a marker");
+        let field = marker.lane.to_string();
+        let mut order: Vec<String> = Vec::new();
+        let mut per_node: HashMap<String, Vec<SlotGroup>> = HashMap::new();
+        for g in groups {
+            let addr = self.map.node(Route::Slot(g.slot));
+            if !per_node.contains_key(&addr) {
+                order.push(addr.clone());
+            }
+            per_node.entry(addr).or_default().push(g);
+        }
+        for addr in &order {
+            let node = self.node(addr).await?;
+            for g in &per_node[addr] {
+                node.conn.queue(&["MULTI"]);
+                for &(i, j) in &g.cmds {
+                    queue(&mut node.conn, &ops[i].unit.cmds()[j]);
+                }
+                let value = marker.value(g.last);
+                node.conn.queue(&[
+                    b"HSET".as_slice(),
+                    &marker.slot_key(g.slot),
+                    field.as_bytes(),
+                    value.as_bytes(),
+                ]);
+                node.conn.queue(&["EXEC"]);
+            }
+            node.conn
+                .flush()
+                .await
+                .map_err(|e| Self::conn_err(addr, e))?;
+        }
+        Ok(SlotRound { order, per_node })
+    }
+
+    /// Reads the replies of slot transactions: the groups to send again (redirected, refused
+    /// for a transient reason, or aborted by a command refused when queued — which is reported
+    /// and left out) and whether to wait first.
+    async fn read_slots(
+        &mut self,
+        ops: &[Op],
+        round: SlotRound,
+    ) -> std::result::Result<(Vec<SlotGroup>, bool), Failure> {
+        let SlotRound {
+            order,
+            mut per_node,
+        } = round;
+        let mut again = Vec::new();
+        let mut wait = false;
+        for addr in &order {
+            for mut g in per_node.remove(addr).unwrap_or_default() {
+                if let Frame::Error(m) = self.read(addr).await? {
+                    return Err(Failure::Fatal(Error::Protocol {
+                        addr: addr.clone(),
+                        what: format!("MULTI refused: {}", String::from_utf8_lossy(&m)),
+                    }));
+                }
+                let mut retry: Option<bool> = None;
+                let mut refused: Vec<((usize, usize), String)> = Vec::new();
+                for &c in &g.cmds {
+                    if let Frame::Error(m) = self.read(addr).await? {
+                        let m = String::from_utf8_lossy(&m).into_owned();
+                        match self.unit_redirect(&m) {
+                            Some(w) => retry = Some(retry.unwrap_or(false) | w),
+                            None => refused.push((c, m)),
+                        }
+                    }
+                }
+                if let Frame::Error(m) = self.read(addr).await? {
+                    let m = String::from_utf8_lossy(&m).into_owned();
+                    match self.unit_redirect(&m) {
+                        Some(w) => retry = Some(retry.unwrap_or(false) | w),
+                        None => {
+                            return Err(Failure::Fatal(Error::Protocol {
+                                addr: addr.clone(),
+                                what: format!("the replay marker could not be written: {m}"),
+                            }));
+                        }
+                    }
+                }
+                let exec = self.read(addr).await?;
+                if let Some(w) = retry {
+                    wait |= w;
+                    again.push(g);
+                    continue;
+                }
+                if !refused.is_empty() {
+                    // EXECABORT: nothing of the slot applied; report, send the rest again
+                    for ((i, j), m) in &refused {
+                        self.record_error(addr, &ops[*i], &ops[*i].unit.cmds()[*j], m)?;
+                    }
+                    g.cmds.retain(|c| !refused.iter().any(|(r, _)| r == c));
+                    again.push(g);
+                    continue;
+                }
+                match exec {
+                    Frame::Array(replies) => {
+                        for (&(i, j), r) in g.cmds.iter().zip(replies) {
+                            if let Frame::Error(m) = r {
+                                let m = String::from_utf8_lossy(&m).into_owned();
+                                self.record_error(addr, &ops[i], &ops[i].unit.cmds()[j], &m)?;
+                            }
+                        }
+                        self.touched.insert(g.slot);
+                    }
+                    Frame::Error(m) => {
+                        let m = String::from_utf8_lossy(&m).into_owned();
+                        let Some(w) = self.unit_redirect(&m) else {
+                            return Err(Failure::Fatal(Error::Protocol {
+                                addr: addr.clone(),
+                                what: format!("EXEC of slot {} refused: {m}", g.slot),
+                            }));
+                        };
+                        wait |= w;
+                        again.push(g);
+                    }
+                    other => {
+                        return Err(Failure::Fatal(Error::Protocol {
+                            addr: addr.clone(),
+                            what: format!("EXEC of slot {} answered {other:?}", g.slot),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok((again, wait))
+    }
+
+    /// Reads a slot round's replies and sends again what was redirected or refused for a
+    /// transient reason, until every group is applied.
+    async fn finish_slots(
+        &mut self,
+        ops: &[Op],
+        round: SlotRound,
+    ) -> std::result::Result<(), Failure> {
+        let (mut groups, mut wait) = self.read_slots(ops, round).await?;
+        let mut backoff = Duration::from_millis(100);
+        for _attempt in 0..RETRY_ROUNDS {
+            if groups.is_empty() {
+                return Ok(());
+            }
+            if wait {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            let round = self.send_slots(ops, groups).await?;
+            (groups, wait) = self.read_slots(ops, round).await?;
+        }
+        if groups.is_empty() {
+            return Ok(());
+        }
+        Err(self.still_refused(ops[groups[0].cmds.first().map_or(0, |c| c.0)].position))
+    }
+
+    /// The error after [`RETRY_ROUNDS`] rounds of redirections or transient refusals.
+    fn still_refused(&self, position: Position) -> Failure {
+        Failure::Fatal(Error::Protocol {
+            addr: self.map.node(Route::Any),
+            what: format!(
+                "shard {}: commands at {position} still redirected or refused after {RETRY_ROUNDS} attempts",
+                self.shard
+            ),
+        })
     }
 
     async fn send_atomic(
@@ -592,7 +961,7 @@ impl Writer {
     async fn finish_plain(&mut self, ops: &[Op], round: Round) -> std::result::Result<(), Failure> {
         let (mut items, mut wait) = self.read_round(ops, round).await?;
         let mut backoff = Duration::from_millis(100);
-        for _attempt in 0..60 {
+        for _attempt in 0..RETRY_ROUNDS {
             if items.is_empty() {
                 return Ok(());
             }
@@ -608,14 +977,7 @@ impl Writer {
         if items.is_empty() {
             return Ok(());
         }
-        let it = &items[0];
-        Err(Failure::Fatal(Error::Protocol {
-            addr: self.map.node(Route::Any),
-            what: format!(
-                "shard {}: commands at {} still redirected or refused after 60 attempts",
-                self.shard, ops[it.op].position
-            ),
-        }))
+        Err(self.still_refused(ops[items[0].op].position))
     }
 
     /// Groups items by the node their route leads to, keeping order (cluster targets).
@@ -791,42 +1153,45 @@ impl Writer {
 
     /// For a redirect or a transient cluster state: the item to retry and whether to wait.
     fn redirect_or_wait(&mut self, msg: &str, mut it: Item) -> Option<(Item, bool)> {
+        if it.cmd.is_some()
+            && let Some(Redirect::Ask { addr, .. }) = parse_redirect(msg)
+        {
+            self.stats
+                .redirects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            it.node = Some(addr);
+            it.asking = true;
+            return Some((it, false));
+        }
+        let wait = self.unit_redirect(msg)?;
+        it.node = None;
+        it.asking = false;
+        Some((it, wait))
+    }
+
+    /// For a transaction (or a marker read) refused by a redirect or a transient cluster state:
+    /// whether to wait before sending it again (`None`: another error). `MOVED` updates the
+    /// map; a transaction cannot be `ASK`ed as a whole, so `ASK` waits for the migration.
+    fn unit_redirect(&mut self, msg: &str) -> Option<bool> {
         match parse_redirect(msg) {
             Some(Redirect::Moved { slot, addr }) => {
                 self.stats
                     .redirects
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.map.set(slot, &addr);
-                it.node = None;
-                it.asking = false;
-                Some((it, false))
+                Some(false)
             }
-            Some(Redirect::Ask { addr, .. }) => {
+            Some(Redirect::Ask { .. }) => {
                 self.stats
                     .redirects
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if it.cmd.is_none() {
-                    // a transaction cannot be ASKed as a whole: wait for the migration
-                    it.node = None;
-                    return Some((it, true));
-                }
-                it.node = Some(addr);
-                it.asking = true;
-                Some((it, false))
+                Some(true)
             }
-            None => {
-                let kind = error_kind(msg);
-                if matches!(
-                    kind.as_str(),
-                    "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN"
-                ) {
-                    it.node = None;
-                    it.asking = false;
-                    Some((it, true))
-                } else {
-                    None
-                }
-            }
+            None => matches!(
+                error_kind(msg).as_str(),
+                "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN"
+            )
+            .then_some(true),
         }
     }
 
@@ -849,6 +1214,15 @@ impl Writer {
         self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
         Ok(Outcome::Done)
     }
+}
+
+/// Rounds of resending redirected or transiently refused commands before giving up.
+const RETRY_ROUNDS: usize = 60;
+
+/// Whether every op of a batch is of the command stream (the phase batches are atomic in).
+fn all_stream(ops: &[Op]) -> bool {
+    ops.iter()
+        .all(|o| o.phase == super::checkpoint::Phase::Stream)
 }
 
 /// Queues `c` on `conn`: its RESP bytes as they are when it was built encoded, else its
