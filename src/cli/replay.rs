@@ -84,6 +84,10 @@ pub struct ReplayArgs {
     /// Bytes per second, all shards together (`10MiB`; 0: unlimited).
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = crate::units::parse_size)]
     pub max_bytes: u64,
+    /// Snapshot values larger than this (as encoded in the RDB) are streamed from the journal
+    /// into their RESTORE piece by piece rather than held whole in memory.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = crate::units::parse_size)]
+    pub stream_values_above: u64,
     /// Stop after the command at this replication offset (point-in-time recovery).
     #[arg(long, value_name = "N")]
     pub until_offset: Option<u64>,
@@ -167,6 +171,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     opts.fold_sets = !args.no_fold;
     opts.max_ops = args.max_ops;
     opts.max_bytes = args.max_bytes;
+    opts.stream_above = args.stream_values_above;
     let time_ms = match &args.until_time {
         Some(t) => Some(
             humantime::parse_rfc3339_weak(t)
@@ -303,9 +308,10 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     );
     println!(
-        "  snapshot keys {} (restored {}, strings by SET {}, rewritten {}, not exact {}), skipped (existing) {}, expired (not written) {}, function libraries {}, module aux records ignored {}",
+        "  snapshot keys {} (restored {} of which streamed {}, strings by SET {}, rewritten {}, not exact {}), skipped (existing) {}, expired (not written) {}, function libraries {}, module aux records ignored {}",
         s.keys,
         s.restored,
+        s.streamed,
         s.as_set,
         s.rewritten,
         s.lossy,

@@ -75,6 +75,18 @@ pub enum Error {
         /// What went wrong.
         why: String,
     },
+    /// A large value could not be streamed to the target ([`super::bigkey`]).
+    #[error("shard {shard}: key {key} at {position}: {cause}")]
+    LargeValue {
+        /// The shard.
+        shard: String,
+        /// The key, printable.
+        key: String,
+        /// The journal position of the key's record.
+        position: Position,
+        /// What failed (boxed: it is large and rare).
+        cause: Box<super::bigkey::StreamError>,
+    },
     /// The options do not fit the journal or the target.
     #[error("{0}")]
     Invalid(String),

@@ -20,6 +20,7 @@
 //! | [`plan`] | what the target is (product, RDB version, `proto-max-bulk-len`, topology) |
 //! | [`op`] | the unit of work between journal and target |
 //! | [`snapshot`] | snapshot keys → RESTORE or rewrite, conflict policy, expired keys |
+//! | [`bigkey`] | values too large to hold, streamed from the journal as one RESTORE |
 //! | [`stream`] | commands/transactions → ops: db mapping, key positions, absolute expiries, cluster splits |
 //! | [`router`] | cluster slot map, MOVED/ASK |
 //! | [`partition`] | which connection (lane) an op goes to; barriers; per-lane markers |
@@ -32,6 +33,7 @@
 //!
 //! The user-facing description is `docs/replay.md`.
 
+pub mod bigkey;
 pub mod checkpoint;
 pub mod error;
 mod lanes;
@@ -433,6 +435,14 @@ async fn drive(
         addr: standalone_addr.clone(),
         budget: budget.clone(),
         handle: tokio::runtime::Handle::current(),
+        big: (!opts.dry_run).then(|| bigkey::BigKeys {
+            endpoint: opts.target.clone(),
+            connect: opts.connect.clone(),
+            map: std::sync::Mutex::new(map.clone()),
+            max_retries: opts.max_retries,
+        }),
+        stream_above: opts.stream_above,
+        buckets: ctx.buckets.clone(),
     };
     let reader_thread = tokio::task::spawn_blocking(move || read_shard(rctx, tx));
 
@@ -1014,11 +1024,18 @@ struct ReadCtx {
     addr: String,
     budget: Arc<tokio::sync::Semaphore>,
     handle: tokio::runtime::Handle,
+    /// Sends large values itself (`None` in a dry run).
+    big: Option<bigkey::BigKeys>,
+    /// Values above this are streamed ([`ReplayOptions::stream_above`]).
+    stream_above: u64,
+    buckets: Arc<(Bucket, Bucket)>,
 }
 
 struct ReadState {
     src_version: u16,
     pending: Option<(journal::KeyRecord, Vec<u8>)>,
+    /// Chunks still to pass over of a key streamed to the target ([`bigkey`]).
+    streamed: Option<u32>,
     last: Option<Position>,
 }
 
@@ -1085,6 +1102,7 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
     let mut st = ReadState {
         src_version: 0,
         pending: None,
+        streamed: None,
         last: None,
     };
     for e in reader.entries_from(rc.start) {
@@ -1159,12 +1177,41 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
     }
     let op = match e.record {
         Record::Key(mut k) => {
+            if k.chunks > 0 && k.value_len > rc.stream_above && rc.big.is_some() {
+                let now = crate::units::now_ms() as i64;
+                if let Some((label, head, tail)) = rc.keys.streamed_restore(&k, st.src_version, now)
+                {
+                    if !out.flush() {
+                        return stop(); // earlier keys go on while this one streams
+                    }
+                    stream_key(rc, &k, pos, label, head, tail)?;
+                    st.streamed = Some(k.chunks);
+                    return Ok(Step::Go);
+                }
+            }
             let v = std::mem::take(&mut k.value);
             if k.chunks > 0 {
                 st.pending = Some((k, v));
                 return Ok(Step::Go);
             }
             key_op(rc, st, &k, v, pos)?
+        }
+        Record::ValueChunk(c) if st.streamed.is_some() => {
+            // the key went to the target already; its last chunk moves the checkpoint past it
+            if st.streamed.is_some_and(|n| c.index < n) {
+                return Ok(Step::Go);
+            }
+            st.streamed = None;
+            Some(Op {
+                position: pos,
+                phase: Phase::Snapshot,
+                db: 0,
+                end_db: 0,
+                key: None,
+                unit: op::Unit::Commands(vec![]),
+                guard: None,
+                folded: Vec::new(),
+            })
         }
         Record::ValueChunk(c) => {
             let Some((k, mut v)) = st.pending.take() else {
@@ -1241,6 +1288,76 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
         }
     }
     Ok(Step::Go)
+}
+
+/// Streams a large value's RESTORE to the target from the journal ([`bigkey`]) and accounts
+/// for the outcome like a batch's reply.
+fn stream_key(
+    rc: &ReadCtx,
+    k: &journal::KeyRecord,
+    at: Position,
+    label: u16,
+    head: bytes::Bytes,
+    tail: bytes::Bytes,
+) -> Result<()> {
+    let big = rc.big.as_ref().expect("streaming is off in a dry run");
+    let db = rc.stream.db(k.db, at)?;
+    let reader =
+        ShardReader::open_dir(&rc.dir, RecoveryMode::Refuse).map_err(|source| Error::Journal {
+            shard: rc.shard.clone(),
+            cause: source,
+        })?;
+    let len = head.len() as u64 + k.value_len + 12 + tail.len() as u64;
+    let key = bigkey::BigKey {
+        record: k,
+        at,
+        db,
+        head,
+        tail,
+        label,
+        on_busy: rc.keys.on_busy(),
+    };
+    let sent = rc.handle.block_on(async {
+        rc.buckets.0.take(1).await;
+        rc.buckets.1.take(len).await;
+        big.send(&reader, &key).await
+    });
+    let printable = || error::printable_key(&k.key);
+    match sent {
+        Ok(bigkey::Sent::Applied) => {
+            rc.stats.keys.fetch_add(1, Relaxed);
+            rc.stats.restored.fetch_add(1, Relaxed);
+            rc.stats.streamed.fetch_add(1, Relaxed);
+            rc.stats.commands.fetch_add(1, Relaxed);
+            rc.stats.bytes.fetch_add(len, Relaxed);
+        }
+        Ok(bigkey::Sent::Skipped) => {
+            rc.stats.skipped.fetch_add(1, Relaxed);
+        }
+        Ok(bigkey::Sent::Conflict) => {
+            return Err(Error::Conflict {
+                addr: rc.addr.clone(),
+                shard: rc.shard.clone(),
+                key: printable(),
+                db,
+                position: at,
+            });
+        }
+        Ok(bigkey::Sent::Refused(m)) => {
+            let kind = writer::error_kind(&m);
+            rc.stats
+                .fail(&rc.shard, &rc.addr, &kind, "RESTORE", Some(&k.key), at, &m);
+        }
+        Err(cause) => {
+            return Err(Error::LargeValue {
+                shard: rc.shard.clone(),
+                key: printable(),
+                position: at,
+                cause: Box::new(cause),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn key_op(

@@ -90,6 +90,9 @@ pub struct ReplayOptions {
     pub checkpoint_interval: Duration,
     /// Consecutive failed reconnections before giving up.
     pub max_retries: u32,
+    /// Snapshot values longer than this (encoded) that go by RESTORE are streamed from the
+    /// journal instead of held whole ([`super::bigkey`]).
+    pub stream_above: u64,
 }
 
 impl ReplayOptions {
@@ -117,6 +120,7 @@ impl ReplayOptions {
             follow: false,
             checkpoint_interval: Duration::from_secs(1),
             max_retries: 30,
+            stream_above: super::bigkey::STREAM_ABOVE,
         }
     }
 

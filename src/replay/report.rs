@@ -25,6 +25,9 @@ pub struct Stats {
     /// Snapshot strings without TTL written with a plain `SET` (folded into `MSET`s) rather
     /// than RESTORE: same value, less work for the target.
     pub as_set: AtomicU64,
+    /// Snapshot keys (among `restored`) whose value was streamed from the journal rather than
+    /// held whole ([`super::bigkey`]).
+    pub streamed: AtomicU64,
     /// Snapshot keys kept because they existed (`--on-conflict skip`).
     pub skipped: AtomicU64,
     /// Snapshot keys not written because their expiry had passed.
@@ -81,6 +84,8 @@ pub struct Summary {
     pub rewritten: u64,
     /// See [`Stats::as_set`].
     pub as_set: u64,
+    /// See [`Stats::streamed`].
+    pub streamed: u64,
     /// See [`Stats::skipped`].
     pub skipped: u64,
     /// See [`Stats::expired`].
@@ -168,6 +173,7 @@ impl Stats {
             restored: self.restored.load(Relaxed),
             rewritten: self.rewritten.load(Relaxed),
             as_set: self.as_set.load(Relaxed),
+            streamed: self.streamed.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
             expired: self.expired.load(Relaxed),
             functions: self.functions.load(Relaxed),

@@ -141,24 +141,9 @@ impl KeyConverter {
                 Err(e) => Converted::Impossible(format!("value does not decode: {e}")),
             };
         }
-        let compat = dump::compatibility(t, src_version, self.target.destination());
-        // payload = type byte + value + 10-byte footer, sent as one bulk argument
-        let too_big = value.len() as u64 + 11 > self.target.proto_max_bulk_len;
-        let restore_label = match (&compat, self.restore) {
-            (_, RestoreMode::Never) => None,
-            (Compat::Impossible { reason }, _) => return Converted::Impossible(reason.clone()),
-            (Compat::Unchanged, _) if !too_big || self.restore == RestoreMode::Always => {
-                Some(src_version)
-            }
-            (Compat::Relabel { to }, _) if !too_big || self.restore == RestoreMode::Always => {
-                Some(*to)
-            }
-            (Compat::Rewrite { reason }, RestoreMode::Always) => {
-                return Converted::Impossible(format!(
-                    "--restore always, but RESTORE cannot carry it: {reason}"
-                ));
-            }
-            _ => None,
+        let restore_label = match self.restore_label(t, src_version, value.len() as u64) {
+            Ok(l) => l,
+            Err(why) => return Converted::Impossible(why),
         };
         if let Some(label) = restore_label {
             let mut cmd = Cmd::encoded(b"RESTORE", self.restore_wire(k, &value, label), route);
@@ -235,8 +220,67 @@ impl KeyConverter {
         w.freeze()
     }
 
+    /// Whether a value of type `t` and `value_len` encoded bytes goes by RESTORE: the RDB
+    /// version its payload's footer carries (`None`: the command rewrite), or why it cannot
+    /// reach this target at all.
+    fn restore_label(
+        &self,
+        t: ObjectType,
+        src_version: u16,
+        value_len: u64,
+    ) -> Result<Option<u16>, String> {
+        let compat = dump::compatibility(t, src_version, self.target.destination());
+        // payload = type byte + value + 10-byte footer, sent as one bulk argument
+        let too_big = value_len + 11 > self.target.proto_max_bulk_len;
+        let fits = !too_big || self.restore == RestoreMode::Always;
+        Ok(match (compat, self.restore) {
+            (_, RestoreMode::Never) => None,
+            (Compat::Impossible { reason }, _) => return Err(reason),
+            (Compat::Unchanged, _) if fits => Some(src_version),
+            (Compat::Relabel { to }, _) if fits => Some(to),
+            (Compat::Rewrite { reason }, RestoreMode::Always) => {
+                return Err(format!(
+                    "--restore always, but RESTORE cannot carry it: {reason}"
+                ));
+            }
+            _ => None,
+        })
+    }
+
+    /// How a large value is streamed ([`super::bigkey`]) when it goes by RESTORE: the footer's
+    /// RDB version, and the RESP around the payload (head, tail). `None`: the key is expired,
+    /// or goes by the command rewrite or cannot reach this target — [`KeyConverter::convert`]
+    /// handles (and reports) it whole.
+    pub fn streamed_restore(
+        &self,
+        k: &KeyRecord,
+        src_version: u16,
+        now_ms: i64,
+    ) -> Option<(u16, Bytes, Bytes)> {
+        if k.expire_ms.is_some_and(|e| e <= now_ms) {
+            return None;
+        }
+        let flavor = if src_version >= 80 {
+            Flavor::Valkey
+        } else {
+            Flavor::Redis
+        };
+        let t = ObjectType::from_byte(k.type_id, flavor)?;
+        let label = self.restore_label(t, src_version, k.value_len).ok()??;
+        let mut head = BytesMut::with_capacity(k.key.len() + 64);
+        restore_head(&mut head, k, 1 + k.value_len as usize + 10, self.replace());
+        let mut tail = BytesMut::with_capacity(48);
+        restore_tail(&mut tail, k, self.replace());
+        Some((label, head.freeze(), tail.freeze()))
+    }
+
+    /// Whether RESTOREs carry `REPLACE` (the `replace` conflict policy).
+    fn replace(&self) -> bool {
+        self.conflict == ConflictPolicy::Replace
+    }
+
     /// What an existing key (`BUSYKEY`, a library that exists) means under the conflict policy.
-    fn on_busy(&self) -> OnBusy {
+    pub fn on_busy(&self) -> OnBusy {
         match self.conflict {
             ConflictPolicy::Replace => OnBusy::Fail,
             ConflictPolicy::Skip => OnBusy::Skip,
@@ -263,5 +307,43 @@ impl KeyConverter {
             guard: None,
             folded: Vec::new(),
         }
+    }
+}
+
+/// The IDLETIME/FREQ argument of a key's RESTORE, if the RDB carried one.
+fn restore_meta(k: &KeyRecord) -> Option<(&'static [u8], u64)> {
+    match (k.idle, k.freq) {
+        (Some(idle), _) => Some((b"IDLETIME".as_slice(), idle)),
+        (None, Some(freq)) => Some((b"FREQ".as_slice(), u64::from(freq))),
+        (None, None) => None,
+    }
+}
+
+/// The RESP of a key's RESTORE up to its payload: array header, `RESTORE`, key, absolute
+/// expiry, the payload's bulk header (`payload_len`: type byte, value, 10-byte footer).
+pub fn restore_head(w: &mut BytesMut, k: &KeyRecord, payload_len: usize, replace: bool) {
+    let n = 5 + usize::from(replace) + if restore_meta(k).is_some() { 2 } else { 0 };
+    resp::array_header(w, n);
+    resp::bulk(w, b"RESTORE");
+    resp::bulk(w, &k.key);
+    resp::bulk(
+        w,
+        itoa::Buffer::new()
+            .format(k.expire_ms.unwrap_or(0).max(0))
+            .as_bytes(),
+    );
+    resp::bulk_header(w, payload_len);
+}
+
+/// The RESP of a key's RESTORE after its payload's `\r\n`: `ABSTTL`, `REPLACE`,
+/// `IDLETIME n` or `FREQ n`.
+pub fn restore_tail(w: &mut BytesMut, k: &KeyRecord, replace: bool) {
+    resp::bulk(w, b"ABSTTL");
+    if replace {
+        resp::bulk(w, b"REPLACE");
+    }
+    if let Some((name, v)) = restore_meta(k) {
+        resp::bulk(w, name);
+        resp::bulk(w, itoa::Buffer::new().format(v).as_bytes());
     }
 }

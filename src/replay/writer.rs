@@ -139,7 +139,8 @@ enum Outcome {
     Retry(Item, bool),
 }
 
-fn error_kind(msg: &str) -> String {
+/// The kind of an error reply: its first word, upper-cased (`WRONGTYPE`, `BUSYKEY` …).
+pub(super) fn error_kind(msg: &str) -> String {
     msg.split_whitespace()
         .next()
         .unwrap_or("ERR")

@@ -326,7 +326,8 @@ pub fn wait_caught_up(source: &Server) {
             .find(|(k, _)| k == "master_repl_offset")
             .map(|(_, v)| v)
             .unwrap_or_default();
-        info.contains(&format!("offset={master},"))
+        // `online`: the snapshot was transferred (while it is, the offsets can already agree)
+        info.contains(&format!("state=online,offset={master},"))
     });
 }
 
