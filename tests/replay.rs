@@ -1132,22 +1132,7 @@ fn kill9_with_several_connections_then_resume_applies_nothing_twice() {
 fn several_connections_onto_a_cluster() {
     let source = Server::start("7.0");
     let dir = tempfile::tempdir().unwrap();
-    let j = capture(&source, dir.path(), |c| {
-        for i in 0..1500 {
-            c.cmd(&["INCR", &format!("counter:{}", i % 41)]);
-            c.cmd(&["RPUSH", &format!("list:{}", i % 17), &i.to_string()]);
-            c.cmd(&["SET", &format!("str:{i}"), "v"]);
-            if i % 40 == 3 {
-                c.cmd(&["DEL", &format!("str:{}", i / 2), &format!("str:{}", i / 3)]);
-                c.cmd(&["MSET", "{t}a", &i.to_string(), "{t}b", "x"]);
-                c.cmd(&["MULTI"]);
-                c.cmd(&["INCR", "{t}n"]);
-                c.cmd(&["RPUSH", "{t}l", "x"]);
-                c.cmd(&["EXEC"]);
-                c.cmd(&["EVAL", "return redis.call('INCR', KEYS[1])", "1", "{t}e"]);
-            }
-        }
-    });
+    let j = capture(&source, dir.path(), |c| cluster_writes(c, 1500, None));
     let cluster = Cluster::start("7.0", 3, 0);
     let out = replay(
         &j,
@@ -1160,6 +1145,36 @@ fn several_connections_onto_a_cluster() {
     let out = replay(&j, &cluster.url(), &["--connections", "4"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_cluster_holds_source(&mut source.client(), &cluster);
+}
+
+/// Stream traffic for a cluster target: counters (INCR) and lists (RPUSH) on many keys,
+/// strings, multi-key commands across slots (split per slot) and within one slot, a MULTI block
+/// and a script on one slot; a FLUSHALL after round `flush_at`.
+fn cluster_writes(c: &mut Client, rounds: usize, flush_at: Option<usize>) {
+    for i in 0..rounds {
+        let k = i % 37;
+        c.cmd(&["INCR", &format!("counter:{k}")]);
+        c.cmd(&["RPUSH", &format!("list:{}", i % 23), &i.to_string()]);
+        c.cmd(&["SET", &format!("str:{i}"), &format!("v{i}")]);
+        if i % 40 == 7 {
+            let (m, kk) = (format!("m:{i}"), format!("counter:{k}"));
+            c.cmd(&["MSET", &m, "1", &kk, "100"]);
+            c.cmd(&["DEL", &format!("str:{}", i / 2), &format!("list:{}", i % 5)]);
+            c.cmd(&["MSET", "{t}a", &i.to_string(), "{t}b", "x"]);
+        }
+        if i % 97 == 11 {
+            c.cmd(&["MULTI"]);
+            c.cmd(&["INCR", "{t}n"]);
+            c.cmd(&["RPUSH", "{t}l", &i.to_string()]);
+            c.cmd(&["EXEC"]);
+            let script =
+                "redis.call('INCRBY', KEYS[1], 5) return redis.call('RPUSH', KEYS[2], 'e')";
+            c.cmd(&["EVAL", script, "2", "{t}e", "{t}l"]);
+        }
+        if flush_at == Some(i) {
+            c.cmd(&["FLUSHALL"]);
+        }
+    }
 }
 
 /// Every key of the source's db 0 is on the cluster with the same value, and nothing else is
@@ -1211,31 +1226,7 @@ fn cluster_markers(cluster: &Cluster) -> usize {
 fn kill9_onto_a_cluster_then_resume_applies_nothing_twice() {
     let source = Server::start("7.0");
     let dir = tempfile::tempdir().unwrap();
-    let j = capture(&source, dir.path(), |c| {
-        for i in 0..2500 {
-            let k = i % 37;
-            c.cmd(&["INCR", &format!("counter:{k}")]);
-            c.cmd(&["RPUSH", &format!("list:{}", i % 23), &i.to_string()]);
-            c.cmd(&["SET", &format!("str:{i}"), &format!("v{i}")]);
-            if i % 50 == 7 {
-                let (m, kk) = (format!("m:{i}"), format!("counter:{k}"));
-                c.cmd(&["MSET", &m, "1", &kk, "100"]);
-                c.cmd(&["DEL", &format!("str:{}", i / 2), &format!("list:{}", i % 5)]);
-            }
-            if i % 97 == 11 {
-                c.cmd(&["MULTI"]);
-                c.cmd(&["INCR", "{t}n"]);
-                c.cmd(&["RPUSH", "{t}l", &i.to_string()]);
-                c.cmd(&["EXEC"]);
-                let script =
-                    "redis.call('INCRBY', KEYS[1], 5) return redis.call('RPUSH', KEYS[2], 'e')";
-                c.cmd(&["EVAL", script, "2", "{t}e", "{t}l"]);
-            }
-            if i == 200 {
-                c.cmd(&["FLUSHALL"]);
-            }
-        }
-    });
+    let j = capture(&source, dir.path(), |c| cluster_writes(c, 2500, Some(200)));
     let cluster = Cluster::start("7.0", 3, 0);
     let url = cluster.url();
     let slow: &[&str] = &["--connections", "4", "--pipeline", "32", "--max-ops", "800"];

@@ -1202,16 +1202,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 return Ok(Step::Go);
             }
             st.streamed = None;
-            Some(Op {
-                position: pos,
-                phase: Phase::Snapshot,
-                db: 0,
-                end_db: 0,
-                key: None,
-                unit: op::Unit::Commands(vec![]),
-                guard: None,
-                folded: Vec::new(),
-            })
+            Some(Op::checkpoint_only(pos, Phase::Snapshot))
         }
         Record::ValueChunk(c) => {
             let Some((k, mut v)) = st.pending.take() else {
@@ -1244,16 +1235,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
             rc.stats.module_aux.fetch_add(1, Relaxed);
             None
         }
-        Record::SnapshotEnd(_) => Some(Op {
-            position: pos,
-            phase: Phase::Stream,
-            db: 0,
-            end_db: 0,
-            key: None,
-            unit: op::Unit::Commands(vec![]),
-            guard: None,
-            folded: Vec::new(),
-        }),
+        Record::SnapshotEnd(_) => Some(Op::checkpoint_only(pos, Phase::Stream)),
         Record::Command(c) => {
             if rc.until.beyond(pos.offset, Some(c.time_ms)) {
                 return stop();

@@ -147,6 +147,21 @@ pub struct Op {
 }
 
 impl Op {
+    /// An op without commands: it only moves the checkpoint to `position` once everything
+    /// before it is acknowledged (a snapshot's end, a key streamed on its own).
+    pub fn checkpoint_only(position: Position, phase: Phase) -> Op {
+        Op {
+            position,
+            phase,
+            db: 0,
+            end_db: 0,
+            key: None,
+            unit: Unit::Commands(Vec::new()),
+            guard: None,
+            folded: Vec::new(),
+        }
+    }
+
     /// Number of commands.
     pub fn len(&self) -> usize {
         self.unit.cmds().len()
