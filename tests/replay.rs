@@ -1518,8 +1518,8 @@ fn large_values_are_streamed_into_restore() {
     assert_cluster_holds_source(&mut sc, &cluster);
 }
 
-/// The target is killed (-9) and restarted while large values are being streamed (slowed by
-/// `--max-bytes`): each key is sent again from its journal record once the target is back,
+/// The target is killed (-9) and restarted while large values are to be streamed (held back
+/// by `--max-bytes`): each key is sent again from its journal record once the target is back,
 /// with backoff, and the target ends equal.
 #[test]
 fn a_large_value_is_streamed_again_after_the_target_comes_back() {
@@ -1543,9 +1543,15 @@ fn a_large_value_is_streamed_again_after_the_target_comes_back() {
         "--max-bytes",
         "2MiB",
     ]);
-    std::thread::sleep(Duration::from_millis(1200));
+    // down once replay has started: the large values wait for byte tokens, then find it down
+    wait_until(30, "replay to connect", || {
+        target
+            .client()
+            .text(&["CLIENT", "LIST"])
+            .contains("name=shake-replay")
+    });
     target.kill9();
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(1500));
     target.restart();
     let out = finish(child);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
