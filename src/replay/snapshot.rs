@@ -13,7 +13,7 @@ use crate::resp;
 
 use crate::journal::{KeyRecord, Position};
 use crate::net::slot::key_slot;
-use crate::rdb::decode::{Value, decode};
+use crate::rdb::decode::decode_string;
 use crate::rdb::dump::{self, Compat};
 use crate::rdb::rewrite::{RewriteOptions, rewrite};
 use crate::rdb::version::{Flavor, Kind, ObjectType};
@@ -129,15 +129,14 @@ impl KeyConverter {
             && self.restore == RestoreMode::Auto
             && value.len() <= PLAIN_STRING_MAX
         {
-            return match decode(t, Bytes::from(value)) {
-                Ok(Value::String(s)) => {
-                    let argv = vec![b"SET".to_vec(), k.key.clone(), s.to_vec()];
+            return match decode_string(value) {
+                Ok(s) => {
+                    let argv = vec![b"SET".to_vec(), k.key.clone(), s];
                     Converted::Op(
                         mk(Unit::Commands(vec![Cmd::new(argv, route)]), None),
                         Vec::new(),
                     )
                 }
-                Ok(_) => Converted::Impossible("a string that does not decode as one".into()),
                 Err(e) => Converted::Impossible(format!("value does not decode: {e}")),
             };
         }
