@@ -200,10 +200,6 @@ impl KeyConverter {
     /// RESP in one buffer, the payload (type byte, value, version and CRC-64 footer) written
     /// straight into it.
     fn restore_wire(&self, k: &KeyRecord, value: &[u8], label: u16) -> Bytes {
-        let expire = itoa::Buffer::new()
-            .format(k.expire_ms.unwrap_or(0).max(0))
-            .as_bytes()
-            .to_vec();
         let meta = match (k.idle, k.freq) {
             (Some(idle), _) => Some((b"IDLETIME".as_slice(), idle)),
             (None, Some(freq)) => Some((b"FREQ".as_slice(), u64::from(freq))),
@@ -215,13 +211,14 @@ impl KeyConverter {
         resp::array_header(&mut w, n);
         resp::bulk(&mut w, b"RESTORE");
         resp::bulk(&mut w, &k.key);
-        resp::bulk(&mut w, &expire);
+        resp::bulk(
+            &mut w,
+            itoa::Buffer::new()
+                .format(k.expire_ms.unwrap_or(0).max(0))
+                .as_bytes(),
+        );
         resp::bulk_header(&mut w, 1 + value.len() + 10);
-        w.put_u8(k.type_id);
-        w.put_slice(value);
-        let mut digest = dump::DumpBuilder::new(k.type_id);
-        digest.update(value);
-        w.put_slice(&digest.finish(label));
+        dump::write(&mut w, k.type_id, value, label);
         w.put_slice(b"\r\n");
         resp::bulk(&mut w, b"ABSTTL");
         if replace {
