@@ -1203,14 +1203,9 @@ fn key_op(
 ) -> Result<Option<Op>> {
     let db = rc.stream.db(k.db, pos)?;
     Ok(
-        match rc.keys.convert(
-            k,
-            value,
-            st.src_version,
-            db,
-            pos,
-            crate::units::now_ms() as i64,
-        ) {
+        match rc.keys.convert(k, value, st.src_version, db, pos, || {
+            crate::units::now_ms() as i64
+        }) {
             Converted::Op(op, warnings) => {
                 for w in warnings {
                     rc.stats.lossy.fetch_add(1, Relaxed);

@@ -83,8 +83,9 @@ impl KeyConverter {
     }
 
     /// Converts key `k` (value reassembled from its chunks) of a snapshot written with
-    /// `src_version`, into target db `db`. `position` is the key's last record; `now_ms` decides
-    /// what is already expired.
+    /// `src_version`, into target db `db`. `position` is the key's last record; `now_ms` tells
+    /// the time that decides what is already expired, asked only for a key with an expiry
+    /// (reading the clock costs as much as converting a small key).
     pub fn convert(
         &self,
         k: &KeyRecord,
@@ -92,9 +93,9 @@ impl KeyConverter {
         src_version: u16,
         db: u32,
         position: Position,
-        now_ms: i64,
+        now_ms: impl FnOnce() -> i64,
     ) -> Converted {
-        if k.expire_ms.is_some_and(|e| e <= now_ms) {
+        if k.expire_ms.is_some_and(|e| e <= now_ms()) {
             return Converted::Expired;
         }
         let flavor = if src_version >= 80 {
