@@ -199,26 +199,40 @@ impl KeyConverter {
 
     /// `RESTORE key <expire ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]` encoded as
     /// RESP in one buffer, the payload (type byte, value, version and CRC-64 footer) written
-    /// straight into it.
+    /// straight into it. The buffer is allocated at its exact final size: frozen with spare
+    /// capacity, it would cost `bytes` a second allocation (a shared header).
     fn restore_wire(&self, k: &KeyRecord, value: &[u8], label: u16) -> Bytes {
+        let mut expire = itoa::Buffer::new();
+        let expire = expire.format(k.expire_ms.unwrap_or(0).max(0)).as_bytes();
+        let mut meta_value = itoa::Buffer::new();
         let meta = match (k.idle, k.freq) {
-            (Some(idle), _) => Some((b"IDLETIME".as_slice(), idle)),
-            (None, Some(freq)) => Some((b"FREQ".as_slice(), u64::from(freq))),
+            (Some(idle), _) => Some((b"IDLETIME".as_slice(), meta_value.format(idle).as_bytes())),
+            (None, Some(freq)) => Some((b"FREQ".as_slice(), meta_value.format(freq).as_bytes())),
             (None, None) => None,
         };
         let replace = self.conflict == ConflictPolicy::Replace;
         let n = 5 + usize::from(replace) + if meta.is_some() { 2 } else { 0 };
-        let mut w = BytesMut::with_capacity(value.len() + k.key.len() + 128);
+        let payload = 1 + value.len() + 10;
+        let len = resp::array_header_len(n)
+            + resp::bulk_len(b"RESTORE".len())
+            + resp::bulk_len(k.key.len())
+            + resp::bulk_len(expire.len())
+            + resp::bulk_len(payload)
+            + resp::bulk_len(b"ABSTTL".len())
+            + if replace {
+                resp::bulk_len(b"REPLACE".len())
+            } else {
+                0
+            }
+            + meta.map_or(0, |(name, v)| {
+                resp::bulk_len(name.len()) + resp::bulk_len(v.len())
+            });
+        let mut w = BytesMut::with_capacity(len);
         resp::array_header(&mut w, n);
         resp::bulk(&mut w, b"RESTORE");
         resp::bulk(&mut w, &k.key);
-        resp::bulk(
-            &mut w,
-            itoa::Buffer::new()
-                .format(k.expire_ms.unwrap_or(0).max(0))
-                .as_bytes(),
-        );
-        resp::bulk_header(&mut w, 1 + value.len() + 10);
+        resp::bulk(&mut w, expire);
+        resp::bulk_header(&mut w, payload);
         dump::write(&mut w, k.type_id, value, label);
         w.put_slice(b"\r\n");
         resp::bulk(&mut w, b"ABSTTL");
@@ -227,8 +241,9 @@ impl KeyConverter {
         }
         if let Some((name, v)) = meta {
             resp::bulk(&mut w, name);
-            resp::bulk(&mut w, itoa::Buffer::new().format(v).as_bytes());
+            resp::bulk(&mut w, v);
         }
+        debug_assert_eq!((w.len(), w.capacity()), (len, len));
         w.freeze()
     }
 
