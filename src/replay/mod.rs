@@ -1115,7 +1115,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 st.pending = Some((k, v));
                 return Ok(Step::Go);
             }
-            key_op(rc, st, &k, v, pos)?
+            key_op(rc, st, k, v, pos)?
         }
         Record::ValueChunk(c) => {
             let Some((k, mut v)) = st.pending.take() else {
@@ -1141,7 +1141,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 );
                 return Ok(Step::Go);
             }
-            key_op(rc, st, &k, v, pos)?
+            key_op(rc, st, k, v, pos)?
         }
         Record::FunctionLibrary(f) => Some(rc.keys.function(&f.code, pos)),
         Record::ModuleAux(_) => {
@@ -1197,13 +1197,13 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
 fn key_op(
     rc: &ReadCtx,
     st: &ReadState,
-    k: &journal::KeyRecord,
+    mut k: journal::KeyRecord,
     value: Vec<u8>,
     pos: Position,
 ) -> Result<Option<Op>> {
     let db = rc.stream.db(k.db, pos)?;
     Ok(
-        match rc.keys.convert(k, value, st.src_version, db, pos, || {
+        match rc.keys.convert(&mut k, value, st.src_version, db, pos, || {
             crate::units::now_ms() as i64
         }) {
             Converted::Op(op, warnings) => {
@@ -1212,7 +1212,7 @@ fn key_op(
                     tracing::warn!(
                         shard = %rc.shard,
                         %pos,
-                        key = %error::printable_key(&k.key),
+                        key = %error::printable_key(op.key.as_deref().unwrap_or_default()),
                         "written as commands, not exactly: {w}"
                     );
                 }

@@ -86,9 +86,12 @@ impl KeyConverter {
     /// `src_version`, into target db `db`. `position` is the key's last record; `now_ms` tells
     /// the time that decides what is already expired, asked only for a key with an expiry
     /// (reading the clock costs as much as converting a small key).
+    ///
+    /// An op takes the key's name out of `k` (it is copied once per key, not twice); after any
+    /// other outcome `k` is as it was, to name the key in a report.
     pub fn convert(
         &self,
-        k: &KeyRecord,
+        k: &mut KeyRecord,
         value: Vec<u8>,
         src_version: u16,
         db: u32,
@@ -111,12 +114,12 @@ impl KeyConverter {
         } else {
             Route::Any
         };
-        let mk = |unit, guard| Op {
+        let mk = |key, unit, guard| Op {
             position,
             phase: Phase::Snapshot,
             db,
             end_db: db,
-            key: Some(k.key.clone()),
+            key: Some(key),
             unit,
             guard,
             folded: Vec::new(),
@@ -132,9 +135,10 @@ impl KeyConverter {
         {
             return match decode_string(value) {
                 Ok(s) => {
-                    let argv = vec![b"SET".to_vec(), k.key.clone(), s];
+                    let key = std::mem::take(&mut k.key);
+                    let argv = vec![b"SET".to_vec(), key.clone(), s];
                     Converted::Op(
-                        mk(Unit::Commands(vec![Cmd::new(argv, route)]), None),
+                        mk(key, Unit::Commands(vec![Cmd::new(argv, route)]), None),
                         Vec::new(),
                     )
                 }
@@ -164,7 +168,8 @@ impl KeyConverter {
             let mut cmd = Cmd::encoded(b"RESTORE", self.restore_wire(k, &value, label), route);
             drop(value);
             cmd.on_busy = self.on_busy();
-            return Converted::Op(mk(Unit::Commands(vec![cmd]), None), Vec::new());
+            let key = std::mem::take(&mut k.key);
+            return Converted::Op(mk(key, Unit::Commands(vec![cmd]), None), Vec::new());
         }
         if t.kind() == Kind::Module {
             return Converted::Impossible(format!(
@@ -194,7 +199,8 @@ impl KeyConverter {
             .into_iter()
             .map(|w| format!("{w:?}"))
             .collect();
-        Converted::Op(mk(Unit::Commands(cmds), guard), warnings)
+        let key = std::mem::take(&mut k.key);
+        Converted::Op(mk(key, Unit::Commands(cmds), guard), warnings)
     }
 
     /// `RESTORE key <expire ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]` encoded as
