@@ -83,7 +83,7 @@ impl BCursor {
     }
 
     fn ended(&self, what: &'static str) -> Malformed {
-        Malformed::new(self.pos, format!("{what}, value ended"))
+        ended(self.pos, what)
     }
 
     pub(crate) fn len(&mut self, what: &'static str) -> MResult<u64> {
@@ -117,26 +117,12 @@ impl BCursor {
     /// Reads an RDB string: raw strings are zero-copy, integers become decimal text, LZF is
     /// expanded.
     pub(crate) fn string(&mut self) -> MResult<Bytes> {
-        let start = self.pos;
-        let (h, used) = string::parse_header(&self.buf[start..])
-            .map_err(|e| e.shift(start))?
-            .ok_or_else(|| self.ended("a string header"))?;
-        self.pos += used;
-        match h {
-            StrHeader::Int(i) => Ok(Bytes::from(i.to_string())),
-            StrHeader::Raw { len } => {
-                let n = usize::try_from(len).map_err(|_| self.ended("string bytes"))?;
-                self.take(n, "string bytes")
-            }
-            StrHeader::Lzf { clen, ulen } => {
-                let n = usize::try_from(clen).map_err(|_| self.ended("LZF bytes"))?;
-                let at = self.pos;
-                let comp = self.take(n, "LZF bytes")?;
-                Ok(string::lzf_decompress(&comp, ulen)
-                    .map_err(|e| e.shift(at))?
-                    .into())
-            }
-        }
+        let (s, end) = string_at(&self.buf, self.pos)?;
+        self.pos = end;
+        Ok(match s {
+            StrAt::Slice(r) => self.buf.slice(r),
+            StrAt::Owned(v) => v.into(),
+        })
     }
 
     /// Skips an RDB string without expanding it.
@@ -148,6 +134,62 @@ impl BCursor {
         self.pos += used;
         let n = usize::try_from(h.payload_len()).map_err(|_| self.ended("string bytes"))?;
         self.take(n, "string bytes").map(drop)
+    }
+}
+
+/// The error for a value that ended at `pos` where `what` was expected.
+fn ended(pos: usize, what: &'static str) -> Malformed {
+    Malformed::new(pos, format!("{what}, value ended"))
+}
+
+/// An RDB string read by [`string_at`]: a range of the input (raw bytes), or its expansion
+/// (integers become decimal text, LZF is expanded).
+enum StrAt {
+    Slice(std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+/// Reads the RDB string at `start` of `buf`, returning it and where it ends.
+fn string_at(buf: &[u8], start: usize) -> MResult<(StrAt, usize)> {
+    let (h, used) = string::parse_header(&buf[start..])
+        .map_err(|e| e.shift(start))?
+        .ok_or_else(|| ended(start, "a string header"))?;
+    let at = start + used;
+    let take = |n: u64, what| {
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| buf.len() - at >= n)
+            .map(|n| at..at + n)
+            .ok_or_else(|| ended(at, what))
+    };
+    match h {
+        StrHeader::Int(i) => Ok((StrAt::Owned(i.to_string().into_bytes()), at)),
+        StrHeader::Raw { len } => {
+            let r = take(len, "string bytes")?;
+            let end = r.end;
+            Ok((StrAt::Slice(r), end))
+        }
+        StrHeader::Lzf { clen, ulen } => {
+            let r = take(clen, "LZF bytes")?;
+            let end = r.end;
+            let out = string::lzf_decompress(&buf[r], ulen).map_err(|e| e.shift(at))?;
+            Ok((StrAt::Owned(out), end))
+        }
+    }
+}
+
+/// Decodes the value of a string key (type 0) from its exact encoded bytes: the string
+/// [`decode`] returns as [`Value::String`], with the same errors, but owned and built without a
+/// shared buffer — a raw string keeps `value`'s allocation (its header is cut off), an
+/// integer or LZF string is its expansion.
+pub fn decode_string(mut value: Vec<u8>) -> MResult<Vec<u8>> {
+    match string_at(&value, 0)?.0 {
+        StrAt::Slice(r) => {
+            value.truncate(r.end);
+            value.drain(..r.start);
+            Ok(value)
+        }
+        StrAt::Owned(v) => Ok(v),
     }
 }
 
@@ -650,6 +692,46 @@ mod tests {
         match v {
             Value::List(e) | Value::Set(e) => e.map(Result::unwrap).collect(),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn decode_string_matches_decode_with_its_errors() {
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for v in [&b"hello"[..], b"12345", b"-7", b"", &[b'x'; 300]] {
+            let mut raw = Vec::new();
+            string::encode_raw(v, &mut raw);
+            let mut enc = Vec::new();
+            string::encode(v, &mut enc);
+            let mut lzf = Vec::new();
+            string::encode_lzf_literal(v, &mut lzf);
+            cases.extend([raw, enc, lzf]);
+        }
+        let mut trailing = Vec::new();
+        string::encode_raw(b"abc", &mut trailing);
+        trailing.extend_from_slice(b"junk");
+        cases.push(trailing);
+        let good = cases.len();
+        // truncated header, bytes, LZF data; a bad encoding byte; an LZF size out of reach
+        cases.extend([
+            vec![],
+            vec![0x40],
+            vec![5, b'a'],
+            vec![0xC3, 4, 2, 1, b'a'],
+            vec![0xC3, 1, 100, 0],
+            vec![0xC5],
+        ]);
+        for (i, c) in cases.into_iter().enumerate() {
+            let want = decode(ObjectType::String, Bytes::from(c.clone()));
+            let got = decode_string(c);
+            match (want, got) {
+                (Ok(Value::String(w)), Ok(g)) => assert_eq!(w, g, "case {i}"),
+                (Err(w), Err(g)) => {
+                    assert!(i >= good);
+                    assert_eq!(w.to_string(), g.to_string(), "case {i}");
+                }
+                (w, g) => panic!("case {i}: {w:?} vs {g:?}"),
+            }
         }
     }
 

@@ -15,6 +15,8 @@
 //! 7.0 accepts a type-16 payload relabelled v9); otherwise it must be rewritten as commands
 //! ([`super::rewrite`]), which is impossible for module values.
 
+use bytes::BufMut;
+
 use super::checksum::{Crc64, crc64};
 use super::error::{Error, Malformed};
 use super::version::{Flavor, Kind, ObjectType};
@@ -22,13 +24,21 @@ use super::walk::{measure, value_tasks};
 
 /// Builds a payload from a type byte, the exact value bytes and the source RDB version.
 pub fn build(type_id: u8, value: &[u8], rdb_version: u16) -> Vec<u8> {
-    let mut b = DumpBuilder::new(type_id);
-    b.update(value);
     let mut out = Vec::with_capacity(value.len() + 11);
-    out.push(type_id);
-    out.extend_from_slice(value);
-    out.extend_from_slice(&b.finish(rdb_version));
+    write(&mut out, type_id, value, rdb_version);
     out
+}
+
+/// Appends the payload [`build`] returns to `out`: type byte, value, version, then the CRC
+/// computed in one pass over the three where they now lie (one call costs less than the
+/// three updates of a [`DumpBuilder`] on small values).
+pub fn write<B: BufMut + AsRef<[u8]>>(out: &mut B, type_id: u8, value: &[u8], rdb_version: u16) {
+    let start = out.as_ref().len();
+    out.put_u8(type_id);
+    out.put_slice(value);
+    out.put_slice(&rdb_version.to_le_bytes());
+    let crc = crc64(&out.as_ref()[start..]);
+    out.put_slice(&crc.to_le_bytes());
 }
 
 /// Builds a payload incrementally from value pieces ([`super::Event::BigKeyPiece`]), so a huge

@@ -1194,7 +1194,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 st.pending = Some((k, v));
                 return Ok(Step::Go);
             }
-            key_op(rc, st, &k, v, pos)?
+            key_op(rc, st, k, v, pos)?
         }
         Record::ValueChunk(c) if st.streamed.is_some() => {
             // the key went to the target already; its last chunk moves the checkpoint past it
@@ -1228,7 +1228,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 );
                 return Ok(Step::Go);
             }
-            key_op(rc, st, &k, v, pos)?
+            key_op(rc, st, k, v, pos)?
         }
         Record::FunctionLibrary(f) => Some(rc.keys.function(&f.code, pos)),
         Record::ModuleAux(_) => {
@@ -1345,27 +1345,22 @@ fn stream_key(
 fn key_op(
     rc: &ReadCtx,
     st: &ReadState,
-    k: &journal::KeyRecord,
+    mut k: journal::KeyRecord,
     value: Vec<u8>,
     pos: Position,
 ) -> Result<Option<Op>> {
     let db = rc.stream.db(k.db, pos)?;
     Ok(
-        match rc.keys.convert(
-            k,
-            value,
-            st.src_version,
-            db,
-            pos,
-            crate::units::now_ms() as i64,
-        ) {
+        match rc.keys.convert(&mut k, value, st.src_version, db, pos, || {
+            crate::units::now_ms() as i64
+        }) {
             Converted::Op(op, warnings) => {
                 for w in warnings {
                     rc.stats.lossy.fetch_add(1, Relaxed);
                     tracing::warn!(
                         shard = %rc.shard,
                         %pos,
-                        key = %error::printable_key(&k.key),
+                        key = %error::printable_key(op.key.as_deref().unwrap_or_default()),
                         "written as commands, not exactly: {w}"
                     );
                 }

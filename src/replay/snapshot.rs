@@ -13,7 +13,7 @@ use crate::resp;
 
 use crate::journal::{KeyRecord, Position};
 use crate::net::slot::key_slot;
-use crate::rdb::decode::{Value, decode};
+use crate::rdb::decode::decode_string;
 use crate::rdb::dump::{self, Compat};
 use crate::rdb::rewrite::{RewriteOptions, rewrite};
 use crate::rdb::version::{Flavor, Kind, ObjectType};
@@ -83,18 +83,22 @@ impl KeyConverter {
     }
 
     /// Converts key `k` (value reassembled from its chunks) of a snapshot written with
-    /// `src_version`, into target db `db`. `position` is the key's last record; `now_ms` decides
-    /// what is already expired.
+    /// `src_version`, into target db `db`. `position` is the key's last record; `now_ms` tells
+    /// the time that decides what is already expired, asked only for a key with an expiry
+    /// (reading the clock costs as much as converting a small key).
+    ///
+    /// An op takes the key's name out of `k` (it is copied once per key, not twice); after any
+    /// other outcome `k` is as it was, to name the key in a report.
     pub fn convert(
         &self,
-        k: &KeyRecord,
+        k: &mut KeyRecord,
         value: Vec<u8>,
         src_version: u16,
         db: u32,
         position: Position,
-        now_ms: i64,
+        now_ms: impl FnOnce() -> i64,
     ) -> Converted {
-        if k.expire_ms.is_some_and(|e| e <= now_ms) {
+        if k.expire_ms.is_some_and(|e| e <= now_ms()) {
             return Converted::Expired;
         }
         let flavor = if src_version >= 80 {
@@ -110,12 +114,12 @@ impl KeyConverter {
         } else {
             Route::Any
         };
-        let mk = |unit, guard| Op {
+        let mk = |key, unit, guard| Op {
             position,
             phase: Phase::Snapshot,
             db,
             end_db: db,
-            key: Some(k.key.clone()),
+            key: Some(key),
             unit,
             guard,
             folded: Vec::new(),
@@ -129,15 +133,15 @@ impl KeyConverter {
             && self.restore == RestoreMode::Auto
             && value.len() <= PLAIN_STRING_MAX
         {
-            return match decode(t, Bytes::from(value)) {
-                Ok(Value::String(s)) => {
-                    let argv = vec![b"SET".to_vec(), k.key.clone(), s.to_vec()];
+            return match decode_string(value) {
+                Ok(s) => {
+                    let key = std::mem::take(&mut k.key);
+                    let argv = vec![b"SET".to_vec(), key.clone(), s];
                     Converted::Op(
-                        mk(Unit::Commands(vec![Cmd::new(argv, route)]), None),
+                        mk(key, Unit::Commands(vec![Cmd::new(argv, route)]), None),
                         Vec::new(),
                     )
                 }
-                Ok(_) => Converted::Impossible("a string that does not decode as one".into()),
                 Err(e) => Converted::Impossible(format!("value does not decode: {e}")),
             };
         }
@@ -149,7 +153,8 @@ impl KeyConverter {
             let mut cmd = Cmd::encoded(b"RESTORE", self.restore_wire(k, &value, label), route);
             drop(value);
             cmd.on_busy = self.on_busy();
-            return Converted::Op(mk(Unit::Commands(vec![cmd]), None), Vec::new());
+            let key = std::mem::take(&mut k.key);
+            return Converted::Op(mk(key, Unit::Commands(vec![cmd]), None), Vec::new());
         }
         if t.kind() == Kind::Module {
             return Converted::Impossible(format!(
@@ -179,35 +184,47 @@ impl KeyConverter {
             .into_iter()
             .map(|w| format!("{w:?}"))
             .collect();
-        Converted::Op(mk(Unit::Commands(cmds), guard), warnings)
+        let key = std::mem::take(&mut k.key);
+        Converted::Op(mk(key, Unit::Commands(cmds), guard), warnings)
     }
 
     /// `RESTORE key <expire ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]` encoded as
     /// RESP in one buffer, the payload (type byte, value, version and CRC-64 footer) written
-    /// straight into it.
+    /// straight into it. The buffer is allocated at its exact final size: frozen with spare
+    /// capacity, it would cost `bytes` a second allocation (a shared header).
     fn restore_wire(&self, k: &KeyRecord, value: &[u8], label: u16) -> Bytes {
-        let expire = itoa::Buffer::new()
-            .format(k.expire_ms.unwrap_or(0).max(0))
-            .as_bytes()
-            .to_vec();
+        let mut expire = itoa::Buffer::new();
+        let expire = expire.format(k.expire_ms.unwrap_or(0).max(0)).as_bytes();
+        let mut meta_value = itoa::Buffer::new();
         let meta = match (k.idle, k.freq) {
-            (Some(idle), _) => Some((b"IDLETIME".as_slice(), idle)),
-            (None, Some(freq)) => Some((b"FREQ".as_slice(), u64::from(freq))),
+            (Some(idle), _) => Some((b"IDLETIME".as_slice(), meta_value.format(idle).as_bytes())),
+            (None, Some(freq)) => Some((b"FREQ".as_slice(), meta_value.format(freq).as_bytes())),
             (None, None) => None,
         };
         let replace = self.conflict == ConflictPolicy::Replace;
         let n = 5 + usize::from(replace) + if meta.is_some() { 2 } else { 0 };
-        let mut w = BytesMut::with_capacity(value.len() + k.key.len() + 128);
+        let payload = 1 + value.len() + 10;
+        let len = resp::array_header_len(n)
+            + resp::bulk_len(b"RESTORE".len())
+            + resp::bulk_len(k.key.len())
+            + resp::bulk_len(expire.len())
+            + resp::bulk_len(payload)
+            + resp::bulk_len(b"ABSTTL".len())
+            + if replace {
+                resp::bulk_len(b"REPLACE".len())
+            } else {
+                0
+            }
+            + meta.map_or(0, |(name, v)| {
+                resp::bulk_len(name.len()) + resp::bulk_len(v.len())
+            });
+        let mut w = BytesMut::with_capacity(len);
         resp::array_header(&mut w, n);
         resp::bulk(&mut w, b"RESTORE");
         resp::bulk(&mut w, &k.key);
-        resp::bulk(&mut w, &expire);
-        resp::bulk_header(&mut w, 1 + value.len() + 10);
-        w.put_u8(k.type_id);
-        w.put_slice(value);
-        let mut digest = dump::DumpBuilder::new(k.type_id);
-        digest.update(value);
-        w.put_slice(&digest.finish(label));
+        resp::bulk(&mut w, expire);
+        resp::bulk_header(&mut w, payload);
+        dump::write(&mut w, k.type_id, value, label);
         w.put_slice(b"\r\n");
         resp::bulk(&mut w, b"ABSTTL");
         if replace {
@@ -215,8 +232,9 @@ impl KeyConverter {
         }
         if let Some((name, v)) = meta {
             resp::bulk(&mut w, name);
-            resp::bulk(&mut w, itoa::Buffer::new().format(v).as_bytes());
+            resp::bulk(&mut w, v);
         }
+        debug_assert_eq!((w.len(), w.capacity()), (len, len));
         w.freeze()
     }
 

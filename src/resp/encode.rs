@@ -77,6 +77,21 @@ pub fn bulk_header(out: &mut BytesMut, len: usize) {
     header(out, b'$', len as i64);
 }
 
+/// Wire length of the header [`array_header`] writes for `n` arguments.
+pub fn array_header_len(n: usize) -> usize {
+    header_len(n)
+}
+
+/// Wire length of one bulk-string argument of `len` bytes, as [`bulk`] writes it.
+pub fn bulk_len(len: usize) -> usize {
+    header_len(len) + len + 2
+}
+
+/// Wire length of `header(_, _, n)`: kind byte, decimal digits, `\r\n`.
+fn header_len(n: usize) -> usize {
+    1 + n.checked_ilog10().map_or(1, |d| d as usize + 1) + 2
+}
+
 fn header(out: &mut BytesMut, kind: u8, n: i64) {
     out.put_u8(kind);
     out.put_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -87,4 +102,21 @@ fn line(out: &mut BytesMut, kind: u8, text: &[u8]) {
     out.put_u8(kind);
     out.put_slice(text);
     out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_match_what_is_written() {
+        for n in [0, 1, 9, 10, 99, 100, 12345, 1 << 20] {
+            let mut out = BytesMut::new();
+            array_header(&mut out, n);
+            assert_eq!(out.len(), array_header_len(n), "array of {n}");
+            let mut out = BytesMut::new();
+            bulk(&mut out, &vec![b'x'; n]);
+            assert_eq!(out.len(), bulk_len(n), "bulk of {n}");
+        }
+    }
 }

@@ -25,7 +25,9 @@ mod frame;
 mod parse;
 
 pub use check::{Limits, check, check_with};
-pub use encode::{array_header, bulk, bulk_header, encode_command, encode_frame};
+pub use encode::{
+    array_header, array_header_len, bulk, bulk_header, bulk_len, encode_command, encode_frame,
+};
 pub use error::Error;
 pub use frame::Frame;
 pub use parse::parse;
