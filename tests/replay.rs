@@ -1186,7 +1186,24 @@ fn assert_cluster_holds_source(sc: &mut Client, cluster: &Cluster) {
     for m in cluster.masters() {
         total += m.client().cmd(&["DBSIZE"]).as_int().unwrap();
     }
-    assert_eq!(total, keys.len() as i64, "keys on the cluster");
+    if total != keys.len() as i64 {
+        let want: std::collections::HashSet<&str> =
+            keys.iter().map(|k| k.as_str().unwrap()).collect();
+        let mut extra = Vec::new();
+        for m in cluster.masters() {
+            let have = m.client().cmd(&["KEYS", "*"]);
+            for k in have.as_array().unwrap() {
+                let k = k.as_str().unwrap();
+                if !want.contains(k) {
+                    extra.push(k.to_string());
+                }
+            }
+        }
+        panic!(
+            "{total} keys on the cluster, {} at the source; not at the source: {extra:?}",
+            keys.len()
+        );
+    }
     for k in keys {
         let k = k.as_str().unwrap();
         let want = sc.cmd(&["DEBUG", "DIGEST-VALUE", k]);

@@ -474,6 +474,7 @@ async fn drive(
         atomic,
         cluster: map.is_cluster(),
         marker_dirty: false,
+        hold_markers: applied.furthest(),
     };
     let mut waiting: Option<(Op, Permit, Wait)> = None;
     let mut inbox: VecDeque<(Op, Permit)> = VecDeque::new();
@@ -545,7 +546,7 @@ async fn drive(
             if idle && ended {
                 return Ok(());
             }
-            if idle && d.marker_dirty && rx.is_empty() {
+            if idle && d.marker_dirty && rx.is_empty() && d.may_clear(*acked) {
                 // caught up: make the checkpoint durable and drop the markers
                 if let Some(c) = &ctx.checkpoint {
                     c.save()?;
@@ -603,6 +604,7 @@ async fn drive(
     let _ = reader_thread.await;
     if d.marker_dirty
         && d.rounds.is_empty()
+        && d.may_clear(*acked)
         && (result.is_ok() || matches!(result, Err(Error::Journal { .. })))
     {
         if let Some(c) = &ctx.checkpoint {
@@ -772,9 +774,21 @@ struct Dispatch {
     /// The target is a cluster (markers per slot).
     cluster: bool,
     marker_dirty: bool,
+    /// The furthest position an interrupted run's markers show applied: they are deleted only
+    /// once the checkpoint has passed it (see [`Dispatch::may_clear`]).
+    hold_markers: Option<Position>,
 }
 
 impl Dispatch {
+    /// Whether the markers may be deleted now that the checkpoint is at `acked`: not while an
+    /// interrupted run's marker records a position beyond it — the reader may simply not have
+    /// got there yet (regression: a resumed replay that caught up with its reader for a moment
+    /// deleted such a marker; killed then, the next resume applied those commands again).
+    fn may_clear(&self, acked: Option<Position>) -> bool {
+        self.hold_markers
+            .is_none_or(|h| acked.is_some_and(|a| a >= h))
+    }
+
     /// Sends the open round, each lane its part.
     async fn dispatch(&mut self, lane_tx: &[tokio::sync::mpsc::Sender<lanes::Job>]) -> Result<()> {
         let fresh = Open::new(self.lanes, self.open.fold);

@@ -254,6 +254,17 @@ impl Applied {
         self.slots.insert((slot, lane), p);
     }
 
+    /// The furthest position a marker shows applied: until the checkpoint reaches it, the
+    /// markers must stay (deleting them earlier would lose what they record).
+    pub fn furthest(&self) -> Option<Position> {
+        self.lanes
+            .iter()
+            .flatten()
+            .chain(self.slots.values())
+            .max()
+            .copied()
+    }
+
     /// Whether no marker shows anything applied.
     pub fn is_empty(&self) -> bool {
         self.lanes.iter().all(Option::is_none) && self.slots.is_empty()

@@ -193,47 +193,15 @@ impl KeyConverter {
     /// straight into it. The buffer is allocated at its exact final size: frozen with spare
     /// capacity, it would cost `bytes` a second allocation (a shared header).
     fn restore_wire(&self, k: &KeyRecord, value: &[u8], label: u16) -> Bytes {
-        let mut expire = itoa::Buffer::new();
-        let expire = expire.format(k.expire_ms.unwrap_or(0).max(0)).as_bytes();
-        let mut meta_value = itoa::Buffer::new();
-        let meta = match (k.idle, k.freq) {
-            (Some(idle), _) => Some((b"IDLETIME".as_slice(), meta_value.format(idle).as_bytes())),
-            (None, Some(freq)) => Some((b"FREQ".as_slice(), meta_value.format(freq).as_bytes())),
-            (None, None) => None,
-        };
-        let replace = self.conflict == ConflictPolicy::Replace;
-        let n = 5 + usize::from(replace) + if meta.is_some() { 2 } else { 0 };
+        let (mut eb, mut mb) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let args = RestoreArgs::of(k, self.replace(), &mut eb, &mut mb);
         let payload = 1 + value.len() + 10;
-        let len = resp::array_header_len(n)
-            + resp::bulk_len(b"RESTORE".len())
-            + resp::bulk_len(k.key.len())
-            + resp::bulk_len(expire.len())
-            + resp::bulk_len(payload)
-            + resp::bulk_len(b"ABSTTL".len())
-            + if replace {
-                resp::bulk_len(b"REPLACE".len())
-            } else {
-                0
-            }
-            + meta.map_or(0, |(name, v)| {
-                resp::bulk_len(name.len()) + resp::bulk_len(v.len())
-            });
+        let len = args.head_len(payload) + payload + 2 + args.tail_len();
         let mut w = BytesMut::with_capacity(len);
-        resp::array_header(&mut w, n);
-        resp::bulk(&mut w, b"RESTORE");
-        resp::bulk(&mut w, &k.key);
-        resp::bulk(&mut w, expire);
-        resp::bulk_header(&mut w, payload);
+        args.head(&mut w, payload);
         dump::write(&mut w, k.type_id, value, label);
         w.put_slice(b"\r\n");
-        resp::bulk(&mut w, b"ABSTTL");
-        if replace {
-            resp::bulk(&mut w, b"REPLACE");
-        }
-        if let Some((name, v)) = meta {
-            resp::bulk(&mut w, name);
-            resp::bulk(&mut w, v);
-        }
+        args.tail(&mut w);
         debug_assert_eq!((w.len(), w.capacity()), (len, len));
         w.freeze()
     }
@@ -285,10 +253,13 @@ impl KeyConverter {
         };
         let t = ObjectType::from_byte(k.type_id, flavor)?;
         let label = self.restore_label(t, src_version, k.value_len).ok()??;
-        let mut head = BytesMut::with_capacity(k.key.len() + 64);
-        restore_head(&mut head, k, 1 + k.value_len as usize + 10, self.replace());
-        let mut tail = BytesMut::with_capacity(48);
-        restore_tail(&mut tail, k, self.replace());
+        let (mut eb, mut mb) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let args = RestoreArgs::of(k, self.replace(), &mut eb, &mut mb);
+        let payload = 1 + k.value_len as usize + 10;
+        let mut head = BytesMut::with_capacity(args.head_len(payload));
+        args.head(&mut head, payload);
+        let mut tail = BytesMut::with_capacity(args.tail_len());
+        args.tail(&mut tail);
         Some((label, head.freeze(), tail.freeze()))
     }
 
@@ -328,40 +299,81 @@ impl KeyConverter {
     }
 }
 
-/// The IDLETIME/FREQ argument of a key's RESTORE, if the RDB carried one.
-fn restore_meta(k: &KeyRecord) -> Option<(&'static [u8], u64)> {
-    match (k.idle, k.freq) {
-        (Some(idle), _) => Some((b"IDLETIME".as_slice(), idle)),
-        (None, Some(freq)) => Some((b"FREQ".as_slice(), u64::from(freq))),
-        (None, None) => None,
-    }
+/// The arguments of a key's RESTORE around its payload:
+/// `RESTORE key <expiry ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]`, written by both
+/// the in-memory path ([`KeyConverter::convert`]) and the streamed one ([`super::bigkey`]).
+struct RestoreArgs<'a> {
+    key: &'a [u8],
+    expire: &'a [u8],
+    replace: bool,
+    meta: Option<(&'static [u8], &'a [u8])>,
 }
 
-/// The RESP of a key's RESTORE up to its payload: array header, `RESTORE`, key, absolute
-/// expiry, the payload's bulk header (`payload_len`: type byte, value, 10-byte footer).
-pub fn restore_head(w: &mut BytesMut, k: &KeyRecord, payload_len: usize, replace: bool) {
-    let n = 5 + usize::from(replace) + if restore_meta(k).is_some() { 2 } else { 0 };
-    resp::array_header(w, n);
-    resp::bulk(w, b"RESTORE");
-    resp::bulk(w, &k.key);
-    resp::bulk(
-        w,
-        itoa::Buffer::new()
-            .format(k.expire_ms.unwrap_or(0).max(0))
-            .as_bytes(),
-    );
-    resp::bulk_header(w, payload_len);
-}
-
-/// The RESP of a key's RESTORE after its payload's `\r\n`: `ABSTTL`, `REPLACE`,
-/// `IDLETIME n` or `FREQ n`.
-pub fn restore_tail(w: &mut BytesMut, k: &KeyRecord, replace: bool) {
-    resp::bulk(w, b"ABSTTL");
-    if replace {
-        resp::bulk(w, b"REPLACE");
+impl<'a> RestoreArgs<'a> {
+    /// The arguments of `k`'s RESTORE, numbers formatted into the caller's buffers.
+    fn of(
+        k: &'a KeyRecord,
+        replace: bool,
+        expire: &'a mut itoa::Buffer,
+        meta: &'a mut itoa::Buffer,
+    ) -> Self {
+        RestoreArgs {
+            key: &k.key,
+            expire: expire.format(k.expire_ms.unwrap_or(0).max(0)).as_bytes(),
+            replace,
+            meta: match (k.idle, k.freq) {
+                (Some(idle), _) => Some((b"IDLETIME".as_slice(), meta.format(idle).as_bytes())),
+                (None, Some(freq)) => Some((b"FREQ".as_slice(), meta.format(freq).as_bytes())),
+                (None, None) => None,
+            },
+        }
     }
-    if let Some((name, v)) = restore_meta(k) {
-        resp::bulk(w, name);
-        resp::bulk(w, itoa::Buffer::new().format(v).as_bytes());
+
+    fn count(&self) -> usize {
+        5 + usize::from(self.replace) + if self.meta.is_some() { 2 } else { 0 }
+    }
+
+    /// Bytes of [`RestoreArgs::head`].
+    fn head_len(&self, payload_len: usize) -> usize {
+        resp::array_header_len(self.count())
+            + resp::bulk_len(b"RESTORE".len())
+            + resp::bulk_len(self.key.len())
+            + resp::bulk_len(self.expire.len())
+            + (resp::bulk_len(payload_len) - payload_len - 2)
+    }
+
+    /// Up to the payload: array header, `RESTORE`, key, absolute expiry, the payload's bulk
+    /// header (`payload_len`: type byte, value, 10-byte footer).
+    fn head(&self, w: &mut BytesMut, payload_len: usize) {
+        resp::array_header(w, self.count());
+        resp::bulk(w, b"RESTORE");
+        resp::bulk(w, self.key);
+        resp::bulk(w, self.expire);
+        resp::bulk_header(w, payload_len);
+    }
+
+    /// Bytes of [`RestoreArgs::tail`].
+    fn tail_len(&self) -> usize {
+        resp::bulk_len(b"ABSTTL".len())
+            + if self.replace {
+                resp::bulk_len(b"REPLACE".len())
+            } else {
+                0
+            }
+            + self.meta.map_or(0, |(name, v)| {
+                resp::bulk_len(name.len()) + resp::bulk_len(v.len())
+            })
+    }
+
+    /// After the payload's `\r\n`: `ABSTTL`, `REPLACE`, `IDLETIME n` or `FREQ n`.
+    fn tail(&self, w: &mut BytesMut) {
+        resp::bulk(w, b"ABSTTL");
+        if self.replace {
+            resp::bulk(w, b"REPLACE");
+        }
+        if let Some((name, v)) = self.meta {
+            resp::bulk(w, name);
+            resp::bulk(w, v);
+        }
     }
 }
