@@ -25,7 +25,7 @@
 //! | [`router`] | cluster slot map, MOVED/ASK |
 //! | [`partition`] | which connection (lane) an op goes to; barriers; per-lane markers |
 //! | `lanes` | one connection set of a shard: a task sending its batches, reading their replies |
-//! | [`writer`] | pipelined batches per node, reply checking, atomic marker batches |
+//! | [`writer`] | pipelined batches per node, reply checking, atomic marker batches (per slot on a cluster: `writer/slots.rs`) |
 //! | [`checkpoint`] | the atomic checkpoint file |
 //! | [`rate`] | `--max-ops` / `--max-bytes` token buckets |
 //! | [`report`] | counters, errors by kind, the summary |
