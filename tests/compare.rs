@@ -173,17 +173,28 @@ fn assert_planted(code: i32, doc: &Value, out: &Output) {
 }
 
 /// Standalone: each kind of difference, in its bucket, with per-key detail; the table names
-/// them too; quick mode sees all but the value difference.
+/// them too; quick mode sees all but the value difference. Replay markers on the target (a
+/// replay running beside) are counted apart, not as extras.
 #[test]
 fn standalone_finds_each_kind_of_difference() {
     let (a, b) = (Server::start("7.0"), Server::start("7.0"));
     plant(&mut a.client(), &mut b.client());
+    let mut bc = b.client();
+    bc.cmd(&["SET", "shake-replay:1:shard-000", "1:5.0"]);
+    bc.cmd(&["HSET", "shake-replay:{0}:1:shard-000", "2", "1:5.0 4"]);
     let (code, doc, out) = compare_json(&a.url(), &b.url(), &["--chunk-threshold", "256KiB"]);
     assert_planted(code, &doc, &out);
+    assert_eq!(doc["replay_markers"], 2, "{}", out.stdout);
 
     let out = compare(&a.url(), &b.url(), &["--chunk-threshold", "256KiB"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stdout.contains("differences 5"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("replay markers on the target (not data, left out): 2"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout
             .contains("db 0 \"big-hash\"  field \"field-31234\""),

@@ -284,7 +284,13 @@ async fn extras_task(shared: Arc<Shared>, addr: String) -> Result<()> {
     let dbs = keyspace::databases(&mut tgt, &addr, &shared.opts.dbs).await?;
     for (db, _) in dbs {
         let mut scan = Scan::new(&addr, db, shared.opts.keys.as_deref(), SCAN_COUNT);
-        while let Some(keys) = scan.next(&mut tgt).await? {
+        while let Some(mut keys) = scan.next(&mut tgt).await? {
+            // a running (or killed) replay's markers are not data
+            let before = keys.len();
+            keys.retain(|k| !crate::replay::partition::is_marker_key(k));
+            if before != keys.len() {
+                shared.report().replay_markers += (before - keys.len()) as u64;
+            }
             if keys.is_empty() {
                 continue;
             }

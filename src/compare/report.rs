@@ -131,6 +131,9 @@ pub struct Report {
     pub keys_compared: u64,
     /// Target keys checked for existence on the source (0 when extras are not checked).
     pub target_keys_scanned: u64,
+    /// Replay markers found on the target (`shake-replay:*`: a replay running or killed) and
+    /// left out of the extras.
+    pub replay_markers: u64,
     /// Whether extras were looked for (not in sample mode).
     pub extras_checked: bool,
     /// The sample, if sampling.
@@ -158,6 +161,7 @@ impl Report {
             target,
             keys_compared: 0,
             target_keys_scanned: 0,
+            replay_markers: 0,
             extras_checked: false,
             sample: None,
             counts: [0; 5],
@@ -202,6 +206,7 @@ impl Report {
             "target": self.target,
             "keys_compared": self.keys_compared,
             "target_keys_scanned": self.target_keys_scanned,
+            "replay_markers": self.replay_markers,
             "extras_checked": self.extras_checked,
             "sample": self.sample,
             "differences": self.differences(),
@@ -238,6 +243,13 @@ impl Report {
                 "  target keys checked for extras {}",
                 self.target_keys_scanned
             )?;
+            if self.replay_markers > 0 {
+                writeln!(
+                    out,
+                    "  replay markers on the target (not data, left out): {} — a replay is running, or was killed and not yet resumed",
+                    self.replay_markers
+                )?;
+            }
         } else {
             writeln!(
                 out,

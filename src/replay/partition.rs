@@ -160,6 +160,15 @@ pub fn lane_of(op: &Op, n: usize) -> Lane {
     lane.map_or(Lane::Barrier, Lane::One)
 }
 
+/// Every replay marker key's name starts with this (standalone and slot markers alike).
+pub const MARKER_PREFIX: &[u8] = b"shake-replay:";
+
+/// Whether `key` is one of replay's markers (they exist on a target while a replay runs, and
+/// after a killed one until it is resumed): `shake compare` does not count them as extras.
+pub fn is_marker_key(key: &[u8]) -> bool {
+    key.starts_with(MARKER_PREFIX)
+}
+
 /// The marker key of `lane` for a shard of a journal (lane 0: the one-connection name).
 pub fn marker_key(journal_id: u64, shard: &str, lane: usize) -> Vec<u8> {
     if lane == 0 {
@@ -435,5 +444,7 @@ mod tests {
             assert_eq!(key_slot(&m.slot_key(slot)), slot);
         }
         assert!(m.slot_key(1).ends_with(b":7:shard-000"));
+        assert!(is_marker_key(&m.slot_key(1)) && is_marker_key(&marker_key(7, "s", 3)));
+        assert!(!is_marker_key(b"shake:replay"));
     }
 }
