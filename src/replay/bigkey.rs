@@ -117,13 +117,14 @@ impl BigKeys {
     pub async fn send(&self, reader: &ShardReader, key: &BigKey<'_>) -> Result<Sent, StreamError> {
         let mut backoff = Duration::from_millis(250);
         let mut ask: Option<String> = None;
-        let mut last_addr = String::new();
-        for attempt in 1..=self.max_retries.max(1) {
+        let attempts = self.max_retries.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let addr = match &ask {
                 Some(a) => a.clone(),
                 None => self.owner(&key.record.key),
             };
-            last_addr = addr.clone();
             match self.attempt(reader, key, &addr, ask.is_some()).await {
                 Ok(sent) => return Ok(sent),
                 Err(Attempt::Fatal(e)) => return Err(e),
@@ -133,7 +134,7 @@ impl BigKeys {
                     ask: next,
                 }) => {
                     tracing::warn!(at = %key.at, key = %super::error::printable_key(&key.record.key), attempt, "streaming a large value to {addr}: {why}");
-                    if attempt == self.max_retries.max(1) {
+                    if attempt == attempts {
                         return Err(StreamError::Target {
                             addr,
                             why,
@@ -148,11 +149,6 @@ impl BigKeys {
                 }
             }
         }
-        Err(StreamError::Target {
-            addr: last_addr,
-            why: "no attempt made".into(),
-            attempts: 0,
-        })
     }
 
     /// The node that owns `key` (the one node of a standalone target).
@@ -266,14 +262,10 @@ impl BigKeys {
             }
             None => {}
         }
-        let kind = super::writer::error_kind(&m);
-        if matches!(
-            kind.as_str(),
-            "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN"
-        ) {
+        if super::writer::transient(&m) {
             return Err(again(m));
         }
-        if kind == "BUSYKEY" {
+        if super::writer::error_kind(&m) == "BUSYKEY" {
             match key.on_busy {
                 OnBusy::Skip => return Ok(Sent::Skipped),
                 OnBusy::Stop => return Ok(Sent::Conflict),

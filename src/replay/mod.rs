@@ -1303,7 +1303,8 @@ fn stream_key(
             shard: rc.shard.clone(),
             cause: source,
         })?;
-    let len = head.len() as u64 + k.value_len + 12 + tail.len() as u64;
+    // head, payload (type byte, value, 10-byte footer), its "\r\n", tail
+    let len = head.len() as u64 + (1 + k.value_len + 10) + 2 + tail.len() as u64;
     let key = bigkey::BigKey {
         record: k,
         at,

@@ -274,9 +274,9 @@ impl Applied {
             .copied()
     }
 
-    /// Whether no marker shows anything applied.
+    /// Whether no marker shows anything applied (asked per op: constant time).
     pub fn is_empty(&self) -> bool {
-        self.lanes.iter().all(Option::is_none) && self.slots.is_empty()
+        self.lanes.is_empty() && self.slots.is_empty()
     }
 
     /// Whether a command routed `route`, of an op at `position` that `lane` sends, was

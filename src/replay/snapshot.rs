@@ -101,12 +101,7 @@ impl KeyConverter {
         if k.expire_ms.is_some_and(|e| e <= now_ms()) {
             return Converted::Expired;
         }
-        let flavor = if src_version >= 80 {
-            Flavor::Valkey
-        } else {
-            Flavor::Redis
-        };
-        let Some(t) = ObjectType::from_byte(k.type_id, flavor) else {
+        let Some(t) = object_type(k.type_id, src_version) else {
             return Converted::Impossible(format!("unknown RDB type {}", k.type_id));
         };
         let route = if self.cluster {
@@ -246,12 +241,7 @@ impl KeyConverter {
         if k.expire_ms.is_some_and(|e| e <= now_ms) {
             return None;
         }
-        let flavor = if src_version >= 80 {
-            Flavor::Valkey
-        } else {
-            Flavor::Redis
-        };
-        let t = ObjectType::from_byte(k.type_id, flavor)?;
+        let t = object_type(k.type_id, src_version)?;
         let label = self.restore_label(t, src_version, k.value_len).ok()??;
         let (mut eb, mut mb) = (itoa::Buffer::new(), itoa::Buffer::new());
         let args = RestoreArgs::of(k, self.replace(), &mut eb, &mut mb);
@@ -299,6 +289,17 @@ impl KeyConverter {
     }
 }
 
+/// The object type `type_id` stands for in an RDB of `src_version` (Valkey's numbering from
+/// version 80 on).
+fn object_type(type_id: u8, src_version: u16) -> Option<ObjectType> {
+    let flavor = if src_version >= 80 {
+        Flavor::Valkey
+    } else {
+        Flavor::Redis
+    };
+    ObjectType::from_byte(type_id, flavor)
+}
+
 /// The arguments of a key's RESTORE around its payload:
 /// `RESTORE key <expiry ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]`, written by both
 /// the in-memory path ([`KeyConverter::convert`]) and the streamed one ([`super::bigkey`]).
@@ -339,7 +340,7 @@ impl<'a> RestoreArgs<'a> {
             + resp::bulk_len(b"RESTORE".len())
             + resp::bulk_len(self.key.len())
             + resp::bulk_len(self.expire.len())
-            + (resp::bulk_len(payload_len) - payload_len - 2)
+            + resp::bulk_header_len(payload_len)
     }
 
     /// Up to the payload: array header, `RESTORE`, key, absolute expiry, the payload's bulk

@@ -676,27 +676,17 @@ impl Writer {
     }
 
     /// Groups items by the node their route leads to, keeping order (cluster targets).
-    fn group(
-        &self,
-        ops: &[Op],
-        items: Vec<Item>,
-        order: &mut Vec<String>,
-        per_node: &mut HashMap<String, Vec<Item>>,
-    ) {
-        for it in items {
-            let addr = it.node.clone().unwrap_or_else(|| {
+    fn group(&self, ops: &[Op], items: Vec<Item>) -> ByNode<Item> {
+        by_node(items, |it| {
+            it.node.clone().unwrap_or_else(|| {
                 let op = &ops[it.op];
                 let route = match it.cmd {
                     Some(j) => op.unit.cmds()[j].route,
                     None => op.unit.cmds().first().map_or(Route::Any, |c| c.route),
                 };
                 self.map.node(route)
-            });
-            if !per_node.contains_key(&addr) {
-                order.push(addr.clone());
-            }
-            per_node.entry(addr).or_default().push(it);
-        }
+            })
+        })
     }
 
     async fn send_round(
@@ -705,16 +695,13 @@ impl Writer {
         items: Vec<Item>,
     ) -> std::result::Result<Round, Failure> {
         // group by node, keeping order
-        let mut order: Vec<String> = Vec::new();
-        let mut per_node: HashMap<String, Vec<Item>> = HashMap::new();
-        if !self.map.is_cluster() {
+        let (order, per_node) = if !self.map.is_cluster() {
             // one node: no routing to do per command
             let addr = self.map.node(Route::Any);
-            order.push(addr.clone());
-            per_node.insert(addr, items);
+            (vec![addr.clone()], HashMap::from([(addr, items)]))
         } else {
-            self.group(ops, items, &mut order, &mut per_node);
-        }
+            self.group(ops, items)
+        };
         let mut expects: HashMap<String, Vec<(Expect, Option<Item>)>> = HashMap::new();
         for addr in &order {
             let list = &per_node[addr];
@@ -882,11 +869,7 @@ impl Writer {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Some(true)
             }
-            None => matches!(
-                error_kind(msg).as_str(),
-                "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN"
-            )
-            .then_some(true),
+            None => transient(msg).then_some(true),
         }
     }
 
@@ -909,6 +892,36 @@ impl Writer {
         self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
         Ok(Outcome::Done)
     }
+}
+
+/// Whether an error reply says the cluster is in a passing state (a slot being migrated, a
+/// failover, a node loading its data): the command is sent again after a wait.
+pub(super) fn transient(msg: &str) -> bool {
+    matches!(
+        error_kind(msg).as_str(),
+        "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN"
+    )
+}
+
+/// Things to send, grouped by the node they go to: the nodes in order of first appearance,
+/// and each node's things in their order.
+type ByNode<T> = (Vec<String>, HashMap<String, Vec<T>>);
+
+/// Groups `things` by `addr(thing)`, keeping order (see [`ByNode`]).
+fn by_node<T>(
+    things: impl IntoIterator<Item = T>,
+    mut addr: impl FnMut(&T) -> String,
+) -> ByNode<T> {
+    let mut order: Vec<String> = Vec::new();
+    let mut per_node: HashMap<String, Vec<T>> = HashMap::new();
+    for t in things {
+        let a = addr(&t);
+        if !per_node.contains_key(&a) {
+            order.push(a.clone());
+        }
+        per_node.entry(a).or_default().push(t);
+    }
+    (order, per_node)
 }
 
 /// Rounds of resending redirected or transiently refused commands before giving up.

@@ -82,6 +82,11 @@ pub fn array_header_len(n: usize) -> usize {
     header_len(n)
 }
 
+/// Wire length of the header [`bulk_header`] writes for `len` bytes.
+pub fn bulk_header_len(len: usize) -> usize {
+    header_len(len)
+}
+
 /// Wire length of one bulk-string argument of `len` bytes, as [`bulk`] writes it.
 pub fn bulk_len(len: usize) -> usize {
     header_len(len) + len + 2
@@ -117,6 +122,9 @@ mod tests {
             let mut out = BytesMut::new();
             bulk(&mut out, &vec![b'x'; n]);
             assert_eq!(out.len(), bulk_len(n), "bulk of {n}");
+            let mut out = BytesMut::new();
+            bulk_header(&mut out, n);
+            assert_eq!(out.len(), bulk_header_len(n), "bulk header of {n}");
         }
     }
 }

@@ -26,7 +26,8 @@ mod parse;
 
 pub use check::{Limits, check, check_with};
 pub use encode::{
-    array_header, array_header_len, bulk, bulk_header, bulk_len, encode_command, encode_frame,
+    array_header, array_header_len, bulk, bulk_header, bulk_header_len, bulk_len, encode_command,
+    encode_frame,
 };
 pub use error::Error;
 pub use frame::Frame;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::journal::Position;
 use crate::resp::Frame;
 
-use super::{Failure, RETRY_ROUNDS, Writer, all_stream, queue};
+use super::{Failure, RETRY_ROUNDS, Writer, all_stream, by_node, queue};
 use crate::replay::error::Error;
 use crate::replay::op::{Op, Route};
 use crate::replay::partition::parse_marker;
@@ -67,15 +67,7 @@ impl Writer {
         slots: &[u16],
         command: impl Fn(u16) -> Vec<Vec<u8>>,
     ) -> std::result::Result<Vec<(u16, Frame)>, Failure> {
-        let mut order: Vec<String> = Vec::new();
-        let mut per_node: HashMap<String, Vec<u16>> = HashMap::new();
-        for &s in slots {
-            let addr = self.map.node(Route::Slot(s));
-            if !per_node.contains_key(&addr) {
-                order.push(addr.clone());
-            }
-            per_node.entry(addr).or_default().push(s);
-        }
+        let (order, per_node) = by_node(slots.iter().copied(), |&s| self.map.node(Route::Slot(s)));
         let mut out = Vec::with_capacity(slots.len());
         for addr in &order {
             let node = self.node(addr).await?;
@@ -173,15 +165,7 @@ impl Writer {
     ) -> std::result::Result<SlotRound, Failure> {
         let marker = self.marker.clone().expect("slot groups have a marker");
         let field = marker.lane.to_string();
-        let mut order: Vec<String> = Vec::new();
-        let mut per_node: HashMap<String, Vec<SlotGroup>> = HashMap::new();
-        for g in groups {
-            let addr = self.map.node(Route::Slot(g.slot));
-            if !per_node.contains_key(&addr) {
-                order.push(addr.clone());
-            }
-            per_node.entry(addr).or_default().push(g);
-        }
+        let (order, per_node) = by_node(groups, |g| self.map.node(Route::Slot(g.slot)));
         for addr in &order {
             let node = self.node(addr).await?;
             for g in &per_node[addr] {
