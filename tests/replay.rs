@@ -7,7 +7,7 @@
 
 use crate::support::{
     Client, Cluster, Server, digest, finish, kill, populate_every_type, shake, shake_run,
-    spawn_shake, wait_caught_up, wait_until,
+    spawn_shake, wait_caught_up, wait_snapshot_in_journal, wait_until,
 };
 use shake::journal::{Record, RecoveryMode, ShardReader};
 use std::path::{Path, PathBuf};
@@ -76,6 +76,7 @@ fn capture(source: &Server, dir: &Path, writes: impl FnOnce(&mut Client)) -> Pat
             .contains("slave0:")
     });
     wait_caught_up(source);
+    wait_snapshot_in_journal(&j);
     writes(&mut source.client());
     wait_caught_up(source);
     kill(cap.id(), "TERM");
@@ -1533,6 +1534,128 @@ fn large_values_are_streamed_into_restore() {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("streamed 4,"), "{}", out.stdout);
     assert_cluster_holds_source(&mut sc, &cluster);
+}
+
+/// Large values that go by commands (`--restore never`, or above a target's
+/// `proto-max-bulk-len`) are spilled to disk and rebuilt under a temporary name, then renamed:
+/// the target ends equal (expiry too) on a standalone target, again under `--on-conflict skip`,
+/// on a target whose `proto-max-bulk-len` is below the values (chosen by `--restore auto`), and
+/// on a 3-master cluster; no temporary key is left.
+#[test]
+fn large_values_that_go_by_commands_are_rebuilt_from_disk() {
+    let source = Server::start("7.0");
+    let mut sc = source.client();
+    populate_large_values(&mut sc);
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |_| {});
+    let never = ["--restore", "never", "--stream-values-above", "1MiB"];
+    let target = Server::start("7.0");
+    let out = replay(&j, &target.url(), &never);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("of which rebuilt 4,"), "{}", out.stdout);
+    assert!(out.stdout.contains("failed: 0"), "{}", out.stdout);
+    let mut tc = target.client();
+    assert_eq!(digest(&mut sc), digest(&mut tc));
+    assert_eq!(
+        pexpiretime(&mut sc, "big:hash"),
+        pexpiretime(&mut tc, "big:hash")
+    );
+    assert_eq!(
+        tc.cmd(&["KEYS", "shake-replay:*"]),
+        shake::resp::Frame::Array(vec![])
+    );
+    let mut args = vec!["--no-checkpoint", "--on-conflict", "skip"];
+    args.extend(never);
+    let out = replay(&j, &target.url(), &args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("skipped (existing) 54"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(digest(&mut sc), digest(&mut tc));
+
+    // the payloads are above this target's limit: auto picks the commands for them alone; the
+    // 3 MB string cannot exist there at all (APPEND refuses it), which is said, naming the key
+    let small = Server::builder("7.0")
+        .arg("proto-max-bulk-len", "1mb")
+        .start();
+    let out = replay(&j, &small.url(), &never[2..]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("of which rebuilt 3,"), "{}", out.stdout);
+    assert!(out.stdout.contains("FAILED: 1 "), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("big:str")
+            && out
+                .stderr
+                .contains("longer than the target's proto-max-bulk-len"),
+        "{}",
+        out.stderr
+    );
+    let mut small = small.client();
+    for key in ["big:hash", "big:list", "big:set"] {
+        let value = |c: &mut Client| c.cmd(&["DEBUG", "DIGEST-VALUE", key]);
+        assert_eq!(value(&mut small), value(&mut sc), "{key}");
+    }
+    assert_eq!(small.cmd(&["EXISTS", "big:str"]).as_int(), Some(0));
+
+    let cluster = Cluster::start("7.0", 3, 0);
+    let out = replay(&j, &cluster.url(), &never);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("of which rebuilt 4,"), "{}", out.stdout);
+    assert_cluster_holds_source(&mut sc, &cluster);
+}
+
+/// A replay killed (-9) while it rebuilds large values never leaves a key half built: each
+/// large key on the target is absent or whole (the build goes under a temporary name, renamed
+/// in one step); resumed, the target ends equal and the temporary key is gone.
+#[test]
+fn kill9_during_a_rebuild_leaves_no_half_built_key() {
+    let source = Server::start("7.0");
+    let mut sc = source.client();
+    populate_large_values(&mut sc);
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |_| {});
+    let target = Server::start("7.0");
+    let url = target.url();
+    let slow: &[&str] = &[
+        "--restore",
+        "never",
+        "--stream-values-above",
+        "1MiB",
+        "--max-bytes",
+        "2MiB",
+    ];
+    kill9_replays(&j, &url, &[(slow, 1500), (slow, 2500)]);
+    let mut tc = target.client();
+    let size = |c: &mut Client, key: &str| -> Option<i64> {
+        let len = match c.text(&["TYPE", key]).as_str() {
+            "hash" => "HLEN",
+            "list" => "LLEN",
+            "set" => "SCARD",
+            "string" => "STRLEN",
+            _ => return None,
+        };
+        c.cmd(&[len, key]).as_int()
+    };
+    let mut whole = 0;
+    for key in ["big:hash", "big:list", "big:set", "big:str"] {
+        if let Some(there) = size(&mut tc, key) {
+            assert_eq!(Some(there), size(&mut sc, key), "{key} is half built");
+            whole += 1;
+        }
+    }
+    assert!(
+        whole < 4,
+        "the kills must land before the last rebuild ends"
+    );
+    let out = replay(&j, &url, &slow[..4]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(digest(&mut sc), digest(&mut tc));
+    assert_eq!(
+        tc.cmd(&["KEYS", "shake-replay:*"]),
+        shake::resp::Frame::Array(vec![])
+    );
 }
 
 /// The target is killed (-9) and restarted while large values are to be streamed (held back

@@ -61,6 +61,15 @@ async fn next_command(s: &mut ReplicaSession) -> (Vec<Bytes>, u64) {
     }
 }
 
+/// The `slave0:` line of `master`'s `INFO replication`.
+fn c_info(master: &Server) -> String {
+    let info = master.client().text(&["INFO", "replication"]);
+    info.lines()
+        .find(|l| l.starts_with("slave0:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Reads commands until one named `name` arrives; returns it and the offset after it.
 async fn until(s: &mut ReplicaSession, name: &str) -> (Vec<Bytes>, u64) {
     loop {
@@ -87,6 +96,14 @@ async fn diskless_full_sync_stream_offsets_and_wait() {
     assert_eq!(size, None, "7.0 syncs diskless by default");
     check_rdb(&rdb, master.dir.path());
     assert_eq!(s.offset(), offset);
+    // Regression: the ACK that starts the stream claimed the snapshot's offset before the
+    // caller had made the snapshot durable (a test then saw the capture caught up while its
+    // journal held no complete snapshot). Until `set_durable`, the master sees offset 0.
+    let slave = || c_info(&master);
+    crate::support::wait_until(10, "the master to see the replica online", || {
+        slave().contains("state=online")
+    });
+    assert!(slave().contains("state=online,offset=0,"), "{}", slave());
 
     c.cmd(&["SELECT", "3"]);
     c.cmd(&["SET", "marker", "1"]);

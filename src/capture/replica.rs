@@ -255,7 +255,11 @@ impl ReplicaSession {
             };
             session.replid = replid.clone();
             session.offset = offset;
-            session.durable = offset;
+            // nothing of this sync is durable until the caller says its snapshot is: an ACK
+            // of `offset` now would tell the master (and `WAIT`) the snapshot is safe while
+            // it is still being written (regression: tests saw a capture "caught up" whose
+            // journal then held no complete snapshot)
+            session.durable = 0;
             session.phase = Phase::BulkHeader;
             Event::FullResync { replid, offset }
         } else if let Some(rest) = text.strip_prefix("+CONTINUE") {

@@ -84,10 +84,15 @@ pub struct ReplayArgs {
     /// Bytes per second, all shards together (`10MiB`; 0: unlimited).
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = crate::units::parse_size)]
     pub max_bytes: u64,
-    /// Snapshot values larger than this (as encoded in the RDB) are streamed from the journal
-    /// into their RESTORE piece by piece rather than held whole in memory.
+    /// Snapshot values larger than this (as encoded in the RDB) are never held whole in
+    /// memory: streamed from the journal into their RESTORE piece by piece, or, when they go
+    /// by commands, spilled to a file in --spill-dir and rebuilt under a temporary name.
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = crate::units::parse_size)]
     pub stream_values_above: u64,
+    /// Where large values that go by commands are spilled while rebuilt (an unlinked file;
+    /// default: the checkpoint file's folder, `<journal dir>.replay-state/`).
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
     /// Stop after the command at this replication offset (point-in-time recovery).
     #[arg(long, value_name = "N")]
     pub until_offset: Option<u64>,
@@ -172,6 +177,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     opts.max_ops = args.max_ops;
     opts.max_bytes = args.max_bytes;
     opts.stream_above = args.stream_values_above;
+    opts.spill = args.spill_dir.clone();
     let time_ms = match &args.until_time {
         Some(t) => Some(
             humantime::parse_rfc3339_weak(t)
@@ -308,12 +314,13 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     );
     println!(
-        "  snapshot keys {} (restored {} of which streamed {}, strings by SET {}, rewritten {}, not exact {}), skipped (existing) {}, expired (not written) {}, function libraries {}, module aux records ignored {}",
+        "  snapshot keys {} (restored {} of which streamed {}, strings by SET {}, rewritten {} of which rebuilt {}, not exact {}), skipped (existing) {}, expired (not written) {}, function libraries {}, module aux records ignored {}",
         s.keys,
         s.restored,
         s.streamed,
         s.as_set,
         s.rewritten,
+        s.rebuilt,
         s.lossy,
         s.skipped,
         s.expired,

@@ -13,9 +13,9 @@
 //!
 //! A broken connection, `MOVED`, `ASK`, `TRYAGAIN` or `LOADING` starts the key again from its
 //! record, read again from the journal, with backoff (up to `--max-retries`). Other error
-//! replies are reported against the key like any other command's. Values that must go through
-//! the command rewrite (a destination too old for the payload, `--restore never`) are still
-//! reassembled (see docs/replay.md, "Not done yet").
+//! replies are reported against the key like any other command's. Large values that must go
+//! through the command rewrite instead are rebuilt by [`super::rebuild`], on a connection made
+//! and retried the same way.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -75,6 +75,10 @@ pub enum Sent {
     Conflict,
     /// The target refused it: the error reply (reported against the key).
     Refused(String),
+    /// Its expiry passed before it could be written (a rebuild).
+    Expired,
+    /// It cannot be written as commands: why (a rebuild).
+    Unreplayable(String),
 }
 
 /// Why streaming a key failed for good.
@@ -101,7 +105,7 @@ pub enum StreamError {
 }
 
 /// Why one attempt failed.
-enum Attempt {
+pub(super) enum Attempt {
     /// Try again (after backoff when `wait`), at `ask` when an `ASK` said so.
     Again {
         why: String,
@@ -115,30 +119,53 @@ enum Attempt {
 impl BigKeys {
     /// Streams `key` to the target from `reader` and reads the reply.
     pub async fn send(&self, reader: &ShardReader, key: &BigKey<'_>) -> Result<Sent, StreamError> {
+        self.with_retries(
+            &key.record.key,
+            key.at,
+            "streaming a large value",
+            |addr, asking| self.attempt(reader, key, addr, asking),
+        )
+        .await
+    }
+
+    /// Runs `attempt` against the node that owns `key` until it settles: again after a broken
+    /// connection or a transient refusal (with backoff), at once after `MOVED` (the map is
+    /// corrected) or `ASK` (at the node it names), up to `--max-retries` attempts. `what` says
+    /// what is being done, for the warnings.
+    pub(super) async fn with_retries<T, F>(
+        &self,
+        key: &[u8],
+        at: Position,
+        what: &str,
+        mut attempt: impl FnMut(String, bool) -> F,
+    ) -> Result<T, StreamError>
+    where
+        F: std::future::Future<Output = Result<T, Attempt>>,
+    {
         let mut backoff = Duration::from_millis(250);
         let mut ask: Option<String> = None;
         let attempts = self.max_retries.max(1);
-        let mut attempt = 0;
+        let mut n = 0;
         loop {
-            attempt += 1;
+            n += 1;
             let addr = match &ask {
                 Some(a) => a.clone(),
-                None => self.owner(&key.record.key),
+                None => self.owner(key),
             };
-            match self.attempt(reader, key, &addr, ask.is_some()).await {
-                Ok(sent) => return Ok(sent),
+            match attempt(addr.clone(), ask.is_some()).await {
+                Ok(done) => return Ok(done),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Again {
                     why,
                     wait,
                     ask: next,
                 }) => {
-                    tracing::warn!(at = %key.at, key = %super::error::printable_key(&key.record.key), attempt, "streaming a large value to {addr}: {why}");
-                    if attempt == attempts {
+                    tracing::warn!(%at, key = %super::error::printable_key(key), attempt = n, "{what} to {addr}: {why}");
+                    if n == attempts {
                         return Err(StreamError::Target {
                             addr,
                             why,
-                            attempts: attempt,
+                            attempts: n,
                         });
                     }
                     ask = next;
@@ -157,18 +184,8 @@ impl BigKeys {
         map.node(super::op::Route::Slot(key_slot(key)))
     }
 
-    async fn attempt(
-        &self,
-        reader: &ShardReader,
-        key: &BigKey<'_>,
-        addr: &str,
-        asking: bool,
-    ) -> Result<Sent, Attempt> {
-        let again = |why: String| Attempt::Again {
-            why,
-            wait: true,
-            ask: None,
-        };
+    /// A connection of its own to node `addr`, in database `db` on a standalone target.
+    pub(super) async fn connect_node(&self, addr: &str, db: u32) -> Result<Connection, Attempt> {
         let (host, port) = split_addr(addr).ok_or_else(|| {
             Attempt::Fatal(StreamError::Target {
                 addr: addr.to_string(),
@@ -178,10 +195,51 @@ impl BigKeys {
         })?;
         let mut ep = self.endpoint.with_addr(host, port);
         let cluster = self.map.lock().unwrap().is_cluster();
-        ep.db = if cluster { 0 } else { key.db };
-        let mut conn = Connection::connect(&ep, &self.connect)
+        ep.db = if cluster { 0 } else { db };
+        Connection::connect(&ep, &self.connect)
             .await
-            .map_err(|e| again(e.to_string()))?;
+            .map_err(|e| again(e.to_string()))
+    }
+
+    /// The next reply on `conn` (to `what`, for the message when none comes in time).
+    pub(super) async fn reply(&self, conn: &mut Connection, what: &str) -> Result<Frame, Attempt> {
+        match tokio::time::timeout(self.connect.reply_timeout, conn.read_frame()).await {
+            Ok(Ok((f, _))) => Ok(f),
+            Ok(Err(e)) => Err(again(e.to_string())),
+            Err(_) => Err(again(format!("no reply to {what} in time"))),
+        }
+    }
+
+    /// What an error reply `m` means for an attempt: `Ok(())` when it is the key's own
+    /// (reported, or read by the conflict policy), else how to try again.
+    pub(super) fn redirected(&self, m: &str) -> Result<(), Attempt> {
+        match parse_redirect(m) {
+            Some(Redirect::Moved { slot, addr }) => {
+                self.map.lock().unwrap().set(slot, &addr);
+                Err(Attempt::Again {
+                    why: m.to_string(),
+                    wait: false,
+                    ask: None,
+                })
+            }
+            Some(Redirect::Ask { addr, .. }) => Err(Attempt::Again {
+                why: m.to_string(),
+                wait: false,
+                ask: Some(addr),
+            }),
+            None if super::writer::transient(m) => Err(again(m.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        reader: &ShardReader,
+        key: &BigKey<'_>,
+        addr: String,
+        asking: bool,
+    ) -> Result<Sent, Attempt> {
+        let mut conn = self.connect_node(&addr, key.db).await?;
         let mut expect = 1;
         if asking {
             conn.queue(&["ASKING"]);
@@ -233,38 +291,13 @@ impl BigKeys {
         conn.flush().await.map_err(|e| again(e.to_string()))?;
         let mut reply = Frame::Null;
         for _ in 0..expect {
-            reply = match tokio::time::timeout(self.connect.reply_timeout, conn.read_frame()).await
-            {
-                Ok(Ok((f, _))) => f,
-                Ok(Err(e)) => return Err(again(e.to_string())),
-                Err(_) => return Err(again("no reply to RESTORE in time".into())),
-            };
+            reply = self.reply(&mut conn, "RESTORE").await?;
         }
         let Frame::Error(m) = reply else {
             return Ok(Sent::Applied);
         };
         let m = String::from_utf8_lossy(&m).into_owned();
-        match parse_redirect(&m) {
-            Some(Redirect::Moved { slot, addr }) => {
-                self.map.lock().unwrap().set(slot, &addr);
-                return Err(Attempt::Again {
-                    why: m,
-                    wait: false,
-                    ask: None,
-                });
-            }
-            Some(Redirect::Ask { addr, .. }) => {
-                return Err(Attempt::Again {
-                    why: m,
-                    wait: false,
-                    ask: Some(addr),
-                });
-            }
-            None => {}
-        }
-        if super::writer::transient(&m) {
-            return Err(again(m));
-        }
+        self.redirected(&m)?;
         if super::writer::error_kind(&m) == "BUSYKEY" {
             match key.on_busy {
                 OnBusy::Skip => return Ok(Sent::Skipped),
@@ -273,6 +306,15 @@ impl BigKeys {
             }
         }
         Ok(Sent::Refused(m))
+    }
+}
+
+/// Try again after backoff, for `why`.
+pub(super) fn again(why: String) -> Attempt {
+    Attempt::Again {
+        why,
+        wait: true,
+        ask: None,
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! # Flow
 //! Per shard, a blocking thread reads the journal (one frame at a time: memory is bounded by a
-//! frame plus the largest value, never the journal) and converts records into [`op::Op`]s; an
+//! frame plus the value of [`STREAM_ABOVE`](bigkey::STREAM_ABOVE), never the journal; larger
+//! values are streamed or spilled to disk) and converts records into [`op::Op`]s; an
 //! async dispatcher spreads them by key slot over `--connections` lanes ([`partition`]), each
 //! a task with its own [`writer::Writer`] that batches (`--pipeline` commands), rate-limits,
 //! sends and checks every reply; ops spanning lanes go alone as barriers. The dispatcher
@@ -21,6 +22,8 @@
 //! | [`op`] | the unit of work between journal and target |
 //! | [`snapshot`] | snapshot keys → RESTORE or rewrite, conflict policy, expired keys |
 //! | [`bigkey`] | values too large to hold, streamed from the journal as one RESTORE |
+//! | [`rebuild`] | values too large to hold that go by commands: built under a temporary name, renamed |
+//! | [`spill`] | such a value written to an unlinked file as it arrives, mapped back |
 //! | [`stream`] | commands/transactions → ops: db mapping, key positions, absolute expiries, cluster splits |
 //! | [`router`] | cluster slot map, MOVED/ASK |
 //! | [`partition`] | which connection (lane) an op goes to; barriers; per-lane markers |
@@ -43,9 +46,11 @@ pub mod options;
 pub mod partition;
 pub mod plan;
 pub mod rate;
+pub mod rebuild;
 pub mod report;
 pub mod router;
 pub mod snapshot;
+pub mod spill;
 pub mod stream;
 pub mod writer;
 
@@ -443,6 +448,8 @@ async fn drive(
         }),
         stream_above: opts.stream_above,
         buckets: ctx.buckets.clone(),
+        journal_id: ctx.journal_id,
+        spill_dir: opts.spill_dir(),
     };
     let reader_thread = tokio::task::spawn_blocking(move || read_shard(rctx, tx));
 
@@ -1043,11 +1050,17 @@ struct ReadCtx {
     /// Values above this are streamed ([`ReplayOptions::stream_above`]).
     stream_above: u64,
     buckets: Arc<(Bucket, Bucket)>,
+    /// Names the temporary key of a rebuild ([`rebuild::build_key`]).
+    journal_id: u64,
+    /// Where values to rebuild are spilled ([`spill`]).
+    spill_dir: std::path::PathBuf,
 }
 
 struct ReadState {
     src_version: u16,
     pending: Option<(journal::KeyRecord, Vec<u8>)>,
+    /// A large value being spilled to disk for a rebuild: its record and position.
+    spilled: Option<(journal::KeyRecord, Position, spill::Spill)>,
     /// Chunks still to pass over of a key streamed to the target ([`bigkey`]).
     streamed: Option<u32>,
     last: Option<Position>,
@@ -1116,6 +1129,7 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
     let mut st = ReadState {
         src_version: 0,
         pending: None,
+        spilled: None,
         streamed: None,
         last: None,
     };
@@ -1190,19 +1204,23 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
         return Ok(Step::Go);
     }
     let op = match e.record {
-        Record::Key(mut k) => {
-            if k.chunks > 0 && k.value_len > rc.stream_above && rc.big.is_some() {
-                let now = crate::units::now_ms() as i64;
-                if let Some((label, head, tail)) = rc.keys.streamed_restore(&k, st.src_version, now)
-                {
-                    if !out.flush() {
-                        return stop(); // earlier keys go on while this one streams
-                    }
-                    stream_key(rc, &k, pos, label, head, tail)?;
-                    st.streamed = Some(k.chunks);
-                    return Ok(Step::Go);
-                }
+        Record::Key(k) if k.chunks > 0 && k.value_len > rc.stream_above => {
+            let now = crate::units::now_ms() as i64;
+            if !out.flush() {
+                return stop(); // earlier keys go on while this one is sent
             }
+            if let Some((label, head, tail)) = rc.keys.streamed_restore(&k, st.src_version, now) {
+                stream_key(rc, &k, pos, label, head, tail)?;
+                st.streamed = Some(k.chunks);
+                return Ok(Step::Go);
+            }
+            // by commands (or expired, or impossible): spilled, then rebuilt at its last chunk
+            let mut spill = spill::Spill::new(&rc.spill_dir).map_err(|e| spill_error(rc, &e))?;
+            spill.write(&k.value).map_err(|e| spill_error(rc, &e))?;
+            st.spilled = Some((k, pos, spill));
+            return Ok(Step::Go);
+        }
+        Record::Key(mut k) => {
             let v = std::mem::take(&mut k.value);
             if k.chunks > 0 {
                 st.pending = Some((k, v));
@@ -1216,6 +1234,31 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 return Ok(Step::Go);
             }
             st.streamed = None;
+            Some(Op::checkpoint_only(pos, Phase::Snapshot))
+        }
+        Record::ValueChunk(c) if st.spilled.is_some() => {
+            let Some((k, at, mut spill)) = st.spilled.take() else {
+                return Ok(Step::Go);
+            };
+            spill.write(&c.data).map_err(|e| spill_error(rc, &e))?;
+            if c.index < k.chunks {
+                st.spilled = Some((k, at, spill));
+                return Ok(Step::Go);
+            }
+            if spill.len() != k.value_len {
+                rc.stats.fail(
+                    &rc.shard,
+                    &rc.addr,
+                    "journal",
+                    "-",
+                    Some(&k.key),
+                    pos,
+                    "the reassembled value's length differs from the key record's",
+                );
+                return Ok(Step::Go);
+            }
+            let value = spill.map().map_err(|e| spill_error(rc, &e))?;
+            rebuild_key(rc, st.src_version, &k, at, value)?;
             Some(Op::checkpoint_only(pos, Phase::Snapshot))
         }
         Record::ValueChunk(c) => {
@@ -1287,7 +1330,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
 }
 
 /// Streams a large value's RESTORE to the target from the journal ([`bigkey`]) and accounts
-/// for the outcome like a batch's reply.
+/// for the outcome like a batch's reply. A dry run counts it.
 fn stream_key(
     rc: &ReadCtx,
     k: &journal::KeyRecord,
@@ -1296,15 +1339,25 @@ fn stream_key(
     head: bytes::Bytes,
     tail: bytes::Bytes,
 ) -> Result<()> {
-    let big = rc.big.as_ref().expect("streaming is off in a dry run");
     let db = rc.stream.db(k.db, at)?;
+    // head, payload (type byte, value, 10-byte footer), its "\r\n", tail
+    let len = head.len() as u64 + (1 + k.value_len + 10) + 2 + tail.len() as u64;
+    let Some(big) = rc.big.as_ref() else {
+        rc.stats.streamed.fetch_add(1, Relaxed);
+        return settle(
+            rc,
+            k,
+            at,
+            db,
+            "RESTORE",
+            Ok((bigkey::Sent::Applied, 1, len)),
+        );
+    };
     let reader =
         ShardReader::open_dir(&rc.dir, RecoveryMode::Refuse).map_err(|source| Error::Journal {
             shard: rc.shard.clone(),
             cause: source,
         })?;
-    // head, payload (type byte, value, 10-byte footer), its "\r\n", tail
-    let len = head.len() as u64 + (1 + k.value_len + 10) + 2 + tail.len() as u64;
     let key = bigkey::BigKey {
         record: k,
         at,
@@ -1319,19 +1372,88 @@ fn stream_key(
         rc.buckets.1.take(len).await;
         big.send(&reader, &key).await
     });
+    if matches!(sent, Ok(bigkey::Sent::Applied)) {
+        rc.stats.streamed.fetch_add(1, Relaxed);
+    }
+    settle(rc, k, at, db, "RESTORE", sent.map(|s| (s, 1, len)))
+}
+
+/// Rebuilds a large value with commands under a temporary name ([`rebuild`]) from its spilled
+/// bytes, and accounts for the outcome like a batch's reply. A dry run counts the commands.
+fn rebuild_key(
+    rc: &ReadCtx,
+    src_version: u16,
+    k: &journal::KeyRecord,
+    at: Position,
+    value: bytes::Bytes,
+) -> Result<()> {
+    let db = rc.stream.db(k.db, at)?;
+    let build = rebuild::build_key(rc.journal_id, &rc.shard, &k.key);
+    let source = || {
+        rc.keys.rebuild(
+            k,
+            value.clone(),
+            src_version,
+            &build,
+            crate::units::now_ms() as i64,
+        )
+    };
+    let rebuilt = match rc.big.as_ref() {
+        Some(big) => {
+            let r = rebuild::Rebuild {
+                key: &k.key,
+                build: &build,
+                at,
+                db,
+                on_busy: rc.keys.on_busy(),
+                expire_ms: k.expire_ms,
+            };
+            rc.handle.block_on(big.rebuild(&r, &source, &rc.buckets))
+        }
+        None => Ok(rebuild::count(&source)),
+    };
+    let rebuilt = rebuilt.map(|r| {
+        for w in r.warnings {
+            rc.stats.lossy.fetch_add(1, Relaxed);
+            tracing::warn!(shard = %rc.shard, %at, key = %error::printable_key(&k.key), "written as commands, not exactly: {w}");
+        }
+        (r.sent, r.commands, r.bytes)
+    });
+    if matches!(rebuilt, Ok((bigkey::Sent::Applied, ..))) {
+        rc.stats.rebuilt.fetch_add(1, Relaxed);
+    }
+    settle(rc, k, at, db, "rebuild", rebuilt)
+}
+
+/// Accounts for a large key sent by the reader itself ([`stream_key`], [`rebuild_key`]): the
+/// outcome, the commands and bytes the target accepted.
+fn settle(
+    rc: &ReadCtx,
+    k: &journal::KeyRecord,
+    at: Position,
+    db: u32,
+    what: &str,
+    sent: std::result::Result<(bigkey::Sent, u64, u64), bigkey::StreamError>,
+) -> Result<()> {
     let printable = || error::printable_key(&k.key);
     match sent {
-        Ok(bigkey::Sent::Applied) => {
+        Ok((bigkey::Sent::Applied, commands, bytes)) => {
             rc.stats.keys.fetch_add(1, Relaxed);
-            rc.stats.restored.fetch_add(1, Relaxed);
-            rc.stats.streamed.fetch_add(1, Relaxed);
-            rc.stats.commands.fetch_add(1, Relaxed);
-            rc.stats.bytes.fetch_add(len, Relaxed);
+            if what == "RESTORE" {
+                rc.stats.restored.fetch_add(1, Relaxed);
+            } else {
+                rc.stats.rewritten.fetch_add(1, Relaxed);
+            }
+            rc.stats.commands.fetch_add(commands, Relaxed);
+            rc.stats.bytes.fetch_add(bytes, Relaxed);
         }
-        Ok(bigkey::Sent::Skipped) => {
+        Ok((bigkey::Sent::Skipped, ..)) => {
             rc.stats.skipped.fetch_add(1, Relaxed);
         }
-        Ok(bigkey::Sent::Conflict) => {
+        Ok((bigkey::Sent::Expired, ..)) => {
+            rc.stats.expired.fetch_add(1, Relaxed);
+        }
+        Ok((bigkey::Sent::Conflict, ..)) => {
             return Err(Error::Conflict {
                 addr: rc.addr.clone(),
                 shard: rc.shard.clone(),
@@ -1340,10 +1462,21 @@ fn stream_key(
                 position: at,
             });
         }
-        Ok(bigkey::Sent::Refused(m)) => {
+        Ok((bigkey::Sent::Refused(m), ..)) => {
             let kind = writer::error_kind(&m);
             rc.stats
-                .fail(&rc.shard, &rc.addr, &kind, "RESTORE", Some(&k.key), at, &m);
+                .fail(&rc.shard, &rc.addr, &kind, what, Some(&k.key), at, &m);
+        }
+        Ok((bigkey::Sent::Unreplayable(why), ..)) => {
+            rc.stats.fail(
+                &rc.shard,
+                &rc.addr,
+                "unreplayable",
+                "-",
+                Some(&k.key),
+                at,
+                &why,
+            );
         }
         Err(cause) => {
             return Err(Error::LargeValue {
@@ -1355,6 +1488,15 @@ fn stream_key(
         }
     }
     Ok(())
+}
+
+/// A spill file that could not be written or mapped.
+fn spill_error(rc: &ReadCtx, e: &std::io::Error) -> Error {
+    Error::Invalid(format!(
+        "shard {}: spilling a large value to {}: {e}",
+        rc.shard,
+        rc.spill_dir.display()
+    ))
 }
 
 fn key_op(

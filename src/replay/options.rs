@@ -93,6 +93,9 @@ pub struct ReplayOptions {
     /// Snapshot values longer than this (encoded) that go by RESTORE are streamed from the
     /// journal instead of held whole ([`super::bigkey`]).
     pub stream_above: u64,
+    /// Where large values that go by commands are spilled ([`super::spill`]); `None`: the
+    /// checkpoint's folder ([`ReplayOptions::spill_dir`]).
+    pub spill: Option<PathBuf>,
 }
 
 impl ReplayOptions {
@@ -121,12 +124,30 @@ impl ReplayOptions {
             checkpoint_interval: Duration::from_secs(1),
             max_retries: 30,
             stream_above: super::bigkey::STREAM_ABOVE,
+            spill: None,
         }
     }
 
     /// The target db of source db `db`.
     pub fn map(&self, db: u32) -> u32 {
         self.map_db.get(&db).copied().unwrap_or(db)
+    }
+
+    /// The folder large values are spilled to: `--spill-dir`, else the checkpoint file's
+    /// folder, else the one the default checkpoint would be in (the replay's state folder,
+    /// beside the journal, on disk — never `/tmp`, which can be a RAM filesystem).
+    pub fn spill_dir(&self) -> PathBuf {
+        if let Some(d) = &self.spill {
+            return d.clone();
+        }
+        let file = self
+            .checkpoint
+            .clone()
+            .unwrap_or_else(|| Self::default_checkpoint(&self.journal_dir, &self.target));
+        match file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
     }
 
     /// The default checkpoint file: `<journal dir>.replay-state/<host_port>.json`, a sibling of

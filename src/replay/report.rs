@@ -28,6 +28,9 @@ pub struct Stats {
     /// Snapshot keys (among `restored`) whose value was streamed from the journal rather than
     /// held whole ([`super::bigkey`]).
     pub streamed: AtomicU64,
+    /// Snapshot keys (among `rewritten`) too large to hold, rebuilt from a spill file under a
+    /// temporary name ([`super::rebuild`]).
+    pub rebuilt: AtomicU64,
     /// Snapshot keys kept because they existed (`--on-conflict skip`).
     pub skipped: AtomicU64,
     /// Snapshot keys not written because their expiry had passed.
@@ -86,6 +89,8 @@ pub struct Summary {
     pub as_set: u64,
     /// See [`Stats::streamed`].
     pub streamed: u64,
+    /// See [`Stats::rebuilt`].
+    pub rebuilt: u64,
     /// See [`Stats::skipped`].
     pub skipped: u64,
     /// See [`Stats::expired`].
@@ -174,6 +179,7 @@ impl Stats {
             rewritten: self.rewritten.load(Relaxed),
             as_set: self.as_set.load(Relaxed),
             streamed: self.streamed.load(Relaxed),
+            rebuilt: self.rebuilt.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
             expired: self.expired.load(Relaxed),
             functions: self.functions.load(Relaxed),

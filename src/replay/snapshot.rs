@@ -15,7 +15,8 @@ use crate::journal::{KeyRecord, Position};
 use crate::net::slot::key_slot;
 use crate::rdb::decode::decode_string;
 use crate::rdb::dump::{self, Compat};
-use crate::rdb::rewrite::{RewriteOptions, rewrite};
+use crate::rdb::rewrite::{Commands, RewriteOptions, rewrite};
+use crate::rdb::string::{StrHeader, parse_header};
 use crate::rdb::version::{Flavor, Kind, ObjectType};
 
 use super::checkpoint::Phase;
@@ -32,6 +33,15 @@ pub enum Converted {
     /// Its expiry is already past: not written (Redis would drop it on load too).
     Expired,
     /// It cannot reach this target; the reason names the type and the target.
+    Impossible(String),
+}
+
+/// Why a large value is not rebuilt ([`KeyConverter::rebuild`]).
+#[derive(Debug)]
+pub enum NotWritten {
+    /// Its expiry is already past.
+    Expired,
+    /// It cannot reach this target: why.
     Impossible(String),
 }
 
@@ -151,16 +161,9 @@ impl KeyConverter {
             let key = std::mem::take(&mut k.key);
             return Converted::Op(mk(key, Unit::Commands(vec![cmd]), None), Vec::new());
         }
-        if t.kind() == Kind::Module {
-            return Converted::Impossible(format!(
-                "module value (type {}) has no command form and --restore never was given",
-                k.type_id
-            ));
-        }
-        let mut commands = match rewrite(&k.key, t, Bytes::from(value), k.expire_ms, &self.rewrite)
-        {
+        let mut commands = match self.rewrite(k, t, Bytes::from(value), &k.key) {
             Ok(c) => c,
-            Err(e) => return Converted::Impossible(format!("value does not decode: {e}")),
+            Err(why) => return Converted::Impossible(why),
         };
         let mut cmds = Vec::new();
         for c in commands.by_ref() {
@@ -174,13 +177,73 @@ impl KeyConverter {
             route,
             on_exists: self.on_busy(),
         });
-        let warnings = commands
-            .warnings()
-            .into_iter()
-            .map(|w| format!("{w:?}"))
-            .collect();
+        let warnings = warnings(&commands);
         let key = std::mem::take(&mut k.key);
         Converted::Op(mk(key, Unit::Commands(cmds), guard), warnings)
+    }
+
+    /// How a large value that does not go by RESTORE is rebuilt ([`super::rebuild`]): the
+    /// commands that write it under the temporary name `build` (`DEL build` first, its expiry
+    /// last), or why it is not written (expired at `now_ms`, or impossible on this target).
+    /// `value` is the whole value, mapped from its spill file.
+    pub fn rebuild(
+        &self,
+        k: &KeyRecord,
+        value: Bytes,
+        src_version: u16,
+        build: &[u8],
+        now_ms: i64,
+    ) -> Result<Commands, NotWritten> {
+        if k.expire_ms.is_some_and(|e| e <= now_ms) {
+            return Err(NotWritten::Expired);
+        }
+        let Some(t) = object_type(k.type_id, src_version) else {
+            return Err(NotWritten::Impossible(format!(
+                "unknown RDB type {}",
+                k.type_id
+            )));
+        };
+        match self.restore_label(t, src_version, k.value_len) {
+            Err(why) => return Err(NotWritten::Impossible(why)),
+            // the caller streams what goes by RESTORE ([`KeyConverter::streamed_restore`])
+            Ok(Some(_)) => {
+                return Err(NotWritten::Impossible(
+                    "a value for RESTORE was handed to the command rebuild".into(),
+                ));
+            }
+            Ok(None) => {}
+        }
+        self.rewrite(k, t, value, build)
+            .map_err(NotWritten::Impossible)
+    }
+
+    /// The command rewrite of `k`'s value (type `t`) written to key `name`.
+    fn rewrite(
+        &self,
+        k: &KeyRecord,
+        t: ObjectType,
+        value: Bytes,
+        name: &[u8],
+    ) -> Result<Commands, String> {
+        if t.kind() == Kind::Module {
+            return Err(format!(
+                "module value (type {}) has no command form and --restore never was given",
+                k.type_id
+            ));
+        }
+        if t == ObjectType::String
+            && let Ok(Some((StrHeader::Raw { len: n } | StrHeader::Lzf { ulen: n, .. }, _))) =
+                parse_header(&value)
+            && n > self.target.proto_max_bulk_len
+        {
+            // APPEND refuses to grow a string past it: the target cannot hold this one
+            return Err(format!(
+                "a string of {n} bytes is longer than the target's proto-max-bulk-len ({})",
+                self.target.proto_max_bulk_len
+            ));
+        }
+        rewrite(name, t, value, k.expire_ms, &self.rewrite)
+            .map_err(|e| format!("value does not decode: {e}"))
     }
 
     /// `RESTORE key <expire ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]` encoded as
@@ -287,6 +350,15 @@ impl KeyConverter {
             folded: Vec::new(),
         }
     }
+}
+
+/// What the command rewrite could not reproduce exactly, as report lines.
+pub fn warnings(commands: &Commands) -> Vec<String> {
+    commands
+        .warnings()
+        .into_iter()
+        .map(|w| format!("{w:?}"))
+        .collect()
 }
 
 /// The object type `type_id` stands for in an RDB of `src_version` (Valkey's numbering from

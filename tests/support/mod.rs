@@ -331,6 +331,38 @@ pub fn wait_caught_up(source: &Server) {
     });
 }
 
+/// Waits until every shard of the journal at `journal` holds a complete snapshot (read while
+/// the capture still writes). `wait_caught_up` alone cannot tell: a fresh source's offset is 0,
+/// which is also what a capture acknowledges before its snapshot is durable.
+pub fn wait_snapshot_in_journal(journal: &Path) {
+    use shake::journal::{Follower, Position, Record};
+    let shards = || -> Vec<PathBuf> {
+        std::fs::read_dir(journal)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_dir()
+                            && p.file_name()
+                                .is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(60, "a shard directory in the journal", || {
+        !shards().is_empty()
+    });
+    for shard in shards() {
+        let mut f = Follower::new(&shard, Position::ZERO);
+        wait_until(60, "the snapshot to be complete in the journal", || {
+            f.poll()
+                .unwrap_or_default()
+                .iter()
+                .any(|e| matches!(e.record, Record::SnapshotEnd(_)))
+        });
+    }
+}
+
 /// The replication offsets of shard-000's stream commands named `name` (e.g. `b"INCR"`), in
 /// journal order: tests cut a journal or a replay at one of them.
 pub fn command_offsets(journal: &Path, name: &[u8]) -> Vec<u64> {
