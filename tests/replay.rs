@@ -1550,6 +1550,20 @@ fn large_values_that_go_by_commands_are_rebuilt_from_disk() {
     let j = capture(&source, dir.path(), |_| {});
     let never = ["--restore", "never", "--stream-values-above", "1MiB"];
     let target = Server::start("7.0");
+    // a dry run counts them as they would go, without holding them either
+    for (mode, counted) in [("never", "of which rebuilt 4,"), ("auto", "streamed 4,")] {
+        let args = [
+            "--dry-run",
+            "--restore",
+            mode,
+            "--stream-values-above",
+            "1MiB",
+        ];
+        let out = replay(&j, &target.url(), &args);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains(counted), "{mode}: {}", out.stdout);
+    }
+    assert_eq!(target.client().cmd(&["DBSIZE"]).as_int(), Some(0));
     let out = replay(&j, &target.url(), &never);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("of which rebuilt 4,"), "{}", out.stdout);

@@ -1204,20 +1204,31 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
         return Ok(Step::Go);
     }
     let op = match e.record {
-        Record::Key(k) if k.chunks > 0 && k.value_len > rc.stream_above => {
+        Record::Key(mut k)
+            if k.chunks > 0 && k.value_len > rc.stream_above.min(rebuild::REBUILD_ABOVE) =>
+        {
             let now = crate::units::now_ms() as i64;
-            if !out.flush() {
-                return stop(); // earlier keys go on while this one is sent
+            match rc.keys.streamed_restore(&k, st.src_version, now) {
+                // by RESTORE, and small enough to hold: reassembled like any other key
+                Some(_) if k.value_len <= rc.stream_above => {
+                    let v = std::mem::take(&mut k.value);
+                    st.pending = Some((k, v));
+                }
+                Some((label, head, tail)) => {
+                    if !out.flush() {
+                        return stop(); // earlier keys go on while this one is sent
+                    }
+                    stream_key(rc, &k, pos, label, head, tail)?;
+                    st.streamed = Some(k.chunks);
+                }
+                None => {
+                    // by commands (or expired, or impossible): spilled, rebuilt at its last chunk
+                    let mut spill =
+                        spill::Spill::new(&rc.spill_dir).map_err(|e| spill_error(rc, &e))?;
+                    spill.write(&k.value).map_err(|e| spill_error(rc, &e))?;
+                    st.spilled = Some((k, pos, spill));
+                }
             }
-            if let Some((label, head, tail)) = rc.keys.streamed_restore(&k, st.src_version, now) {
-                stream_key(rc, &k, pos, label, head, tail)?;
-                st.streamed = Some(k.chunks);
-                return Ok(Step::Go);
-            }
-            // by commands (or expired, or impossible): spilled, then rebuilt at its last chunk
-            let mut spill = spill::Spill::new(&rc.spill_dir).map_err(|e| spill_error(rc, &e))?;
-            spill.write(&k.value).map_err(|e| spill_error(rc, &e))?;
-            st.spilled = Some((k, pos, spill));
             return Ok(Step::Go);
         }
         Record::Key(mut k) => {
@@ -1258,6 +1269,9 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 return Ok(Step::Go);
             }
             let value = spill.map().map_err(|e| spill_error(rc, &e))?;
+            if !out.flush() {
+                return stop(); // earlier keys go on while this one is sent
+            }
             rebuild_key(rc, st.src_version, &k, at, value)?;
             Some(Op::checkpoint_only(pos, Phase::Snapshot))
         }
