@@ -1236,6 +1236,65 @@ fn cluster_markers(cluster: &Cluster) -> usize {
         .sum()
 }
 
+/// A slot being migrated on the target holds its slot transactions back (`ASK` for the whole
+/// transaction, `TRYAGAIN`) for longer than the retry rounds allow (`--max-retries 2`: four
+/// rounds, about 1.5 s): replay sees the migration in `CLUSTER NODES`, says so, and waits for
+/// it to end instead of stopping; then every INCR lands once on the new owner.
+#[test]
+fn a_long_slot_migration_on_the_target_is_waited_out() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| {
+        c.cmd(&["SET", "k", "0"]);
+        for _ in 0..5 {
+            c.cmd(&["INCR", "k"]);
+        }
+    });
+    let cluster = Cluster::start("7.0", 3, 0);
+    let slot = shake::net::slot::key_slot(b"k").to_string();
+    let owner = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            !matches!(
+                n.client().try_cmd(&["GET", "k"]).unwrap(),
+                shake::resp::Frame::Error(_)
+            )
+        })
+        .unwrap();
+    let other = cluster.nodes.iter().find(|n| n.port != owner.port).unwrap();
+    let id = |n: &Server| n.client().text(&["CLUSTER", "MYID"]);
+    let (owner_id, other_id) = (id(owner), id(other));
+    other
+        .client()
+        .cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &owner_id]);
+    owner
+        .client()
+        .cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &other_id]);
+    let child = spawn_shake(&[
+        "replay",
+        j.to_str().unwrap(),
+        "--target",
+        &cluster.url(),
+        "--max-retries",
+        "2",
+    ]);
+    std::thread::sleep(Duration::from_secs(6));
+    for n in &cluster.nodes {
+        n.client()
+            .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &other_id]);
+    }
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("slot {slot} is being migrated")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(other.client().text(&["GET", "k"]), "5");
+}
+
 /// kill -9 of a replay onto a 3-master cluster with several connections, three times
 /// mid-stream, then a resume: the per-slot markers make every INCR/RPUSH land exactly once —
 /// also across multi-key commands split per slot, transactions and scripts on one slot, and a

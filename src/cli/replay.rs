@@ -109,7 +109,9 @@ pub struct ReplayArgs {
     /// After catching up, keep applying what is appended to the journal until SIGINT/SIGTERM.
     #[arg(long, conflicts_with_all = ["until_offset", "until_time"])]
     pub follow: bool,
-    /// Consecutive failed reconnections before giving up.
+    /// Consecutive failed reconnections before giving up; twice this many rounds of
+    /// commands refused by a cluster in passing (TRYAGAIN, CLUSTERDOWN, LOADING) — except
+    /// while their slot is being migrated, which is waited out however long it takes.
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub max_retries: u32,
     /// Serve Prometheus metrics (per-shard acknowledged offset and lag, commands, failures,

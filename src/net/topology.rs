@@ -316,6 +316,38 @@ pub fn parse_cluster_slots(reply: &Frame) -> Result<Vec<Shard>, String> {
     Ok(out)
 }
 
+/// The slots the node answering `CLUSTER NODES` (`text`) is migrating away or importing, from
+/// the `[slot->-id]` / `[slot-<-id]` markers of its `myself` line, each with the address of
+/// the other node (its id when the text does not list it).
+pub fn migrations(text: &str) -> Vec<(u16, String)> {
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() >= 8)
+        .collect();
+    let addr_of = |id: &str| {
+        lines
+            .iter()
+            .find(|f| f[0] == id)
+            .map(|f| f[1].split(['@', ',']).next().unwrap_or(id).to_string())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let Some(me) = lines
+        .iter()
+        .find(|f| f[2].split(',').any(|flag| flag == "myself"))
+    else {
+        return Vec::new();
+    };
+    me[8..]
+        .iter()
+        .filter_map(|m| {
+            let m = m.strip_prefix('[')?.strip_suffix(']')?;
+            let (slot, other) = m.split_once("->-").or_else(|| m.split_once("-<-"))?;
+            Some((slot.parse().ok()?, addr_of(other)))
+        })
+        .collect()
+}
+
 /// Parses `CLUSTER NODES` text. Failed masters and masters without slots are left out.
 pub fn parse_cluster_nodes(text: &str) -> Result<Vec<Shard>, String> {
     struct Line {
@@ -413,6 +445,15 @@ mod tests {
 292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383
 e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001,host1 myself,master - 0 0 1 connected 0-5460 [5461->-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1]
 ";
+        assert_eq!(
+            migrations(text),
+            vec![(5461, "127.0.0.1:30002".to_string())]
+        );
+        assert_eq!(
+            migrations("a 127.0.0.1:1@2 myself,master - 0 0 1 connected 1-2 [7-<-zz]"),
+            vec![(7, "zz".to_string())]
+        );
+        assert!(migrations("a 127.0.0.1:1@2 master - 0 0 1 connected [7-<-zz]").is_empty());
         let mut shards = parse_cluster_nodes(text).unwrap();
         shards.sort_by_key(|s| s.slots[0]);
         assert_eq!(shards.len(), 3);

@@ -335,6 +335,7 @@ async fn drive(
                 shard: shard.clone(),
             }),
         )
+        .patience(opts.max_retries as usize * 2)
     };
     // Where to resume: after the checkpoint; and, per lane, after its marker when that is
     // further (a crash after the target applied a batch but before the checkpoint file

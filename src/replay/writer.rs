@@ -72,6 +72,9 @@ pub struct Writer {
     touched: BTreeSet<u16>,
     /// Commands routed per node in dry-run mode.
     pub dry_counts: BTreeMap<String, u64>,
+    /// Rounds of resending refused commands before giving up, unless their slot is being
+    /// migrated ([`Writer::pause`]).
+    rounds: usize,
 }
 
 /// Which command of which op an item is (`cmd: None`: a whole transaction unit).
@@ -159,7 +162,15 @@ impl Writer {
             marker: if atomic { marker } else { None },
             touched: BTreeSet::new(),
             dry_counts: BTreeMap::new(),
+            rounds: RETRY_ROUNDS,
         }
+    }
+
+    /// Rounds of resending redirected or transiently refused commands before giving up (when
+    /// their slot is not being migrated): twice `--max-retries`.
+    pub fn patience(mut self, rounds: usize) -> Writer {
+        self.rounds = rounds.max(1);
+        self
     }
 
     /// Whether stream batches go out atomically with the marker.
@@ -496,15 +507,88 @@ impl Writer {
         self.execute(ops).await
     }
 
-    /// The error after [`RETRY_ROUNDS`] rounds of redirections or transient refusals.
-    fn still_refused(&self, position: Position) -> Failure {
+    /// The error after the rounds of redirections or transient refusals ran out.
+    fn still_refused(&self, position: Position, rounds: usize) -> Failure {
         Failure::Fatal(Error::Protocol {
             addr: self.map.node(Route::Any),
             what: format!(
-                "shard {}: commands at {position} still redirected or refused after {RETRY_ROUNDS} attempts",
+                "shard {}: commands at {position} still redirected or refused after {rounds} attempts",
                 self.shard
             ),
         })
+    }
+
+    /// Before resending what was refused (commands at `position`, in `slots`): waits with
+    /// backoff when a transient state was seen (`wait`), and decides whether to go on. After
+    /// [`Writer::patience`] rounds it goes on only while one of the slots is being migrated
+    /// (`CLUSTER NODES` of its owner shows it): Redis refuses multi-key commands and slot
+    /// transactions on a slot half moved (`TRYAGAIN`) until the migration ends, however long
+    /// it takes — a warning says so every 30 s. Anything else is an error then.
+    async fn pause(
+        &mut self,
+        p: &mut Patience,
+        slots: BTreeSet<u16>,
+        wait: bool,
+        position: Position,
+    ) -> std::result::Result<(), Failure> {
+        p.rounds += 1;
+        if p.rounds > self.rounds {
+            let Some((slot, other)) = self.migration(&slots).await? else {
+                if p.warned.take().is_some() {
+                    // the migration just ended: what it held back gets its rounds afresh
+                    p.rounds = 1;
+                    p.backoff = Duration::from_millis(100);
+                    return Ok(());
+                }
+                return Err(self.still_refused(position, p.rounds - 1));
+            };
+            if p.warned
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+            {
+                p.warned = Some(std::time::Instant::now());
+                tracing::warn!(
+                    shard = %self.shard,
+                    %position,
+                    "slot {slot} is being migrated ({} ↔ {other}) on the target: its commands wait for the migration to end",
+                    self.map.node(Route::Slot(slot))
+                );
+            }
+        }
+        if wait {
+            tokio::time::sleep(p.backoff).await;
+            p.backoff = (p.backoff * 2).min(Duration::from_secs(2));
+        }
+        Ok(())
+    }
+
+    /// A slot of `slots` its owner reports migrating or importing, with the other node.
+    async fn migration(
+        &mut self,
+        slots: &BTreeSet<u16>,
+    ) -> std::result::Result<Option<(u16, String)>, Failure> {
+        if !self.map.is_cluster() {
+            return Ok(None);
+        }
+        let owners: BTreeSet<String> = slots
+            .iter()
+            .map(|s| self.map.node(Route::Slot(*s)))
+            .collect();
+        for addr in owners {
+            let node = self.node(&addr).await?;
+            let f = node
+                .conn
+                .request(&["CLUSTER", "NODES"])
+                .await
+                .map_err(|e| Self::conn_err(&addr, e))?;
+            let text = String::from_utf8_lossy(f.as_bytes().unwrap_or_default()).into_owned();
+            if let Some(m) = crate::net::topology::migrations(&text)
+                .into_iter()
+                .find(|(s, _)| slots.contains(s))
+            {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
     }
 
     async fn send_atomic(
@@ -655,24 +739,26 @@ impl Writer {
 
     async fn finish_plain(&mut self, ops: &[Op], round: Round) -> std::result::Result<(), Failure> {
         let (mut items, mut wait) = self.read_round(ops, round).await?;
-        let mut backoff = Duration::from_millis(100);
-        for _attempt in 0..RETRY_ROUNDS {
-            if items.is_empty() {
-                return Ok(());
-            }
+        let mut patience = Patience::default();
+        while !items.is_empty() {
             // keep the journal order among retried commands
             items.sort_by_key(|it| (it.op, it.cmd));
-            if wait {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+            let slots = items
+                .iter()
+                .filter_map(|it| {
+                    let cmds = ops[it.op].unit.cmds();
+                    match cmds.get(it.cmd.unwrap_or(0)).map(|c| c.route) {
+                        Some(Route::Slot(s)) => Some(s),
+                        _ => None,
+                    }
+                })
+                .collect();
+            let position = ops[items[0].op].position;
+            self.pause(&mut patience, slots, wait, position).await?;
             let round = self.send_round(ops, items).await?;
             (items, wait) = self.read_round(ops, round).await?;
         }
-        if items.is_empty() {
-            return Ok(());
-        }
-        Err(self.still_refused(ops[items[0].op].position))
+        Ok(())
     }
 
     /// Groups items by the node their route leads to, keeping order (cluster targets).
@@ -924,8 +1010,27 @@ fn by_node<T>(
     (order, per_node)
 }
 
-/// Rounds of resending redirected or transiently refused commands before giving up.
+/// Rounds of resending redirected or transiently refused commands before giving up, by default
+/// (about two minutes of backoff; see [`Writer::patience`]).
 const RETRY_ROUNDS: usize = 60;
+
+/// Where a writer is in resending refused commands ([`Writer::pause`]).
+#[derive(Debug)]
+struct Patience {
+    rounds: usize,
+    backoff: Duration,
+    warned: Option<std::time::Instant>,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Patience {
+            rounds: 0,
+            backoff: Duration::from_millis(100),
+            warned: None,
+        }
+    }
+}
 
 /// Whether every op of a batch is of the command stream (the phase batches are atomic in).
 fn all_stream(ops: &[Op]) -> bool {

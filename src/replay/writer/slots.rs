@@ -5,15 +5,15 @@
 //! that a resume and a resend need.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::journal::Position;
 use crate::resp::Frame;
 
-use super::{Failure, RETRY_ROUNDS, Writer, all_stream, by_node, queue};
+use super::{Failure, Patience, Writer, all_stream, by_node, queue};
 use crate::replay::error::Error;
 use crate::replay::op::{Op, Route};
 use crate::replay::partition::parse_marker;
+use crate::replay::router::{Redirect, parse_redirect};
 
 /// The commands of one slot in an atomic batch on a cluster target, by (op, command) index:
 /// sent as one transaction with the slot's marker set to `last`.
@@ -59,9 +59,11 @@ impl Writer {
         Ok(found)
     }
 
-    /// Sends `command(slot)` for each of `slots` to the slot's owner, pipelined per node, and
-    /// returns the replies. A redirection means the map is stale: a connection failure, so the
-    /// caller refreshes the topology and tries again.
+    /// Sends `command(slot)` (one key, in the slot) for each of `slots` to the slot's owner,
+    /// pipelined per node, and returns the replies. `ASK` (the slot is being migrated and the
+    /// key is not on its owner) is followed: `ASKING` and the command on the importing node.
+    /// `MOVED` means the map is stale: a connection failure, so the caller refreshes the
+    /// topology and tries again.
     pub(super) async fn per_slot(
         &mut self,
         slots: &[u16],
@@ -69,6 +71,7 @@ impl Writer {
     ) -> std::result::Result<Vec<(u16, Frame)>, Failure> {
         let (order, per_node) = by_node(slots.iter().copied(), |&s| self.map.node(Route::Slot(s)));
         let mut out = Vec::with_capacity(slots.len());
+        let mut asked: Vec<(u16, String)> = Vec::new();
         for addr in &order {
             let node = self.node(addr).await?;
             for &s in &per_node[addr] {
@@ -82,21 +85,48 @@ impl Writer {
                 let f = self.read(addr).await?;
                 if let Frame::Error(m) = &f {
                     let m = String::from_utf8_lossy(m).into_owned();
-                    let what = format!("a replay marker could not be read or deleted: {m}");
-                    let e = Error::Protocol {
-                        addr: addr.clone(),
-                        what,
-                    };
-                    return Err(if self.unit_redirect(&m).is_some() {
-                        Failure::Connection(e)
-                    } else {
-                        Failure::Fatal(e)
-                    });
+                    if let Some(Redirect::Ask { addr: to, .. }) = parse_redirect(&m) {
+                        asked.push((s, to));
+                        continue;
+                    }
+                    return Err(self.marker_failure(addr, &m));
                 }
                 out.push((s, f));
             }
         }
+        for (s, to) in asked {
+            let node = self.node(&to).await?;
+            node.conn.queue(&["ASKING"]);
+            node.conn.queue(&command(s));
+            node.conn
+                .flush()
+                .await
+                .map_err(|e| Self::conn_err(&to, e))?;
+            let mut reply = Frame::Null;
+            for _ in ["ASKING", "the command"] {
+                reply = self.read(&to).await?;
+                if let Frame::Error(m) = &reply {
+                    let m = String::from_utf8_lossy(m).into_owned();
+                    return Err(self.marker_failure(&to, &m));
+                }
+            }
+            out.push((s, reply));
+        }
         Ok(out)
+    }
+
+    /// A marker command refused by `addr` with `m`: a redirection or transient state is a
+    /// connection failure (the caller refreshes the topology and retries), anything else fatal.
+    fn marker_failure(&mut self, addr: &str, m: &str) -> Failure {
+        let e = Error::Protocol {
+            addr: addr.to_string(),
+            what: format!("a replay marker could not be read or deleted: {m}"),
+        };
+        if self.unit_redirect(m).is_some() {
+            Failure::Connection(e)
+        } else {
+            Failure::Fatal(e)
+        }
     }
 
     /// A stream batch for a cluster target cut per slot (in order of first appearance), when
@@ -291,21 +321,14 @@ impl Writer {
         round: SlotRound,
     ) -> std::result::Result<(), Failure> {
         let (mut groups, mut wait) = self.read_slots(ops, round).await?;
-        let mut backoff = Duration::from_millis(100);
-        for _attempt in 0..RETRY_ROUNDS {
-            if groups.is_empty() {
-                return Ok(());
-            }
-            if wait {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+        let mut patience = Patience::default();
+        while !groups.is_empty() {
+            let slots = groups.iter().map(|g| g.slot).collect();
+            let position = ops[groups[0].cmds.first().map_or(0, |c| c.0)].position;
+            self.pause(&mut patience, slots, wait, position).await?;
             let round = self.send_slots(ops, groups).await?;
             (groups, wait) = self.read_slots(ops, round).await?;
         }
-        if groups.is_empty() {
-            return Ok(());
-        }
-        Err(self.still_refused(ops[groups[0].cmds.first().map_or(0, |c| c.0)].position))
+        Ok(())
     }
 }
