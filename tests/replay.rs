@@ -1295,6 +1295,75 @@ fn a_long_slot_migration_on_the_target_is_waited_out() {
     assert_eq!(other.client().text(&["GET", "k"]), "5");
 }
 
+/// A failover on the target cluster while replay writes (`CLUSTER FAILOVER` on each master's
+/// replica in turn, the old masters becoming replicas): the slot transactions refused or
+/// redirected by the demoted masters follow `MOVED` to the promoted ones, and every INCR and
+/// RPUSH of the stream lands exactly once (the target ends equal to the source).
+#[test]
+fn a_failover_on_the_target_cluster_is_followed() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| cluster_writes(c, 2500, None));
+    let cluster = Cluster::start("7.0", 3, 1);
+    let child = spawn_shake(&[
+        "replay",
+        j.to_str().unwrap(),
+        "--target",
+        &cluster.url(),
+        "--connections",
+        "4",
+        "--pipeline",
+        "32",
+        "--max-ops",
+        "2000",
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let masters: Vec<u16> = cluster.masters().iter().map(|m| m.port).collect();
+    for port in masters {
+        let replica = cluster
+            .nodes
+            .iter()
+            .find(|n| {
+                n.client()
+                    .info_field("replication", "master_port")
+                    .as_deref()
+                    == Some(&port.to_string())
+            })
+            .unwrap();
+        replica.client().cmd(&["CLUSTER", "FAILOVER"]);
+        wait_until(30, "the replica to become master", || {
+            replica
+                .client()
+                .info_field("replication", "role")
+                .as_deref()
+                == Some("master")
+        });
+    }
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("failed: 0"), "{}", out.stdout);
+    let redirects: u64 = out
+        .stdout
+        .split("redirects ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        redirects > 0,
+        "the failovers must land mid-stream: {}",
+        out.stdout
+    );
+    for n in &cluster.nodes {
+        wait_until(30, "the cluster to settle", || {
+            n.client()
+                .text(&["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+        });
+    }
+    assert_cluster_holds_source(&mut source.client(), &cluster);
+}
+
 /// kill -9 of a replay onto a 3-master cluster with several connections, three times
 /// mid-stream, then a resume: the per-slot markers make every INCR/RPUSH land exactly once —
 /// also across multi-key commands split per slot, transactions and scripts on one slot, and a

@@ -3,8 +3,15 @@
 //! gives it, in the order given, and reports each one's outcome once every reply was read and
 //! checked.
 //!
-//! A lane writes the next batch while the server still works on the previous one (two batches
-//! in flight). The lanes of a shard run concurrently, so their replies are read concurrently.
+//! A lane has one batch in flight: it writes the next only once every reply of the previous
+//! one was read and checked. Two in flight broke order and exactly-once: a batch partly
+//! refused for a passing reason (`MOVED` in a failover, `TRYAGAIN`, `CLUSTERDOWN`, an `OOM`
+//! that aborts a transaction) was resent after the next batch had already been applied — its
+//! commands landing after later ones on the same keys, a slot's marker (or a standalone lane's)
+//! moving past commands never applied, and the resend's replies read against the next batch's
+//! (regression: `replay::a_failover_on_the_target_cluster_is_followed`). The lanes of a shard
+//! run concurrently, so the server always has another lane's batch to work on, and their
+//! replies are read concurrently.
 //! After a broken connection a lane reconnects and resends what was in flight, in order — an
 //! atomic batch whose marker shows it applied is not resent.
 
@@ -106,12 +113,8 @@ pub(super) async fn run(
                     || drain(&ctx, &mut writer, &mut inflight, &done).await;
                 ok && begin(&ctx, &mut writer, &mut inflight, b, &done).await && {
                     let mut ok = true;
-                    let limit = if inflight.back().is_some_and(|f| f.pending.is_none()) {
-                        0
-                    } else {
-                        1
-                    };
-                    while ok && inflight.len() > limit {
+                    // one batch in flight (see the module doc)
+                    while ok && !inflight.is_empty() {
                         ok = finish_front(&ctx, &mut writer, &mut inflight, &done).await;
                     }
                     ok

@@ -184,7 +184,10 @@ impl BigKeys {
                 if expired {
                     Sent::Expired
                 } else if m.contains("no such key") {
-                    Sent::Unreplayable("the value is empty: Redis keeps no such key".into())
+                    // every field's own TTL had passed (the hash went with its last field),
+                    // or an empty collection, which Redis keeps no key for either
+                    tracing::warn!(at = %key.at, key = %super::error::printable_key(key.key), "nothing left to write: every field expired, or the value is empty");
+                    Sent::Expired
                 } else {
                     Sent::Refused(format!("{m} (to {})", String::from_utf8_lossy(rename)))
                 }
