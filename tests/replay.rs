@@ -1364,6 +1364,65 @@ fn a_failover_on_the_target_cluster_is_followed() {
     assert_cluster_holds_source(&mut source.client(), &cluster);
 }
 
+/// A master of the target cluster killed (-9) while replay writes: its replica takes over
+/// (automatic failover), replay reconnects, reads the slot markers on the promoted replica and
+/// resends what it lacks. Rounds count as acknowledged only once the replicas have them
+/// (`WAIT`), so nothing acknowledged dies with the master: the target ends equal to the source,
+/// every INCR/RPUSH once.
+#[test]
+fn a_master_killed_mid_replay_is_failed_over_and_nothing_is_lost() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| cluster_writes(c, 2500, None));
+    let mut cluster = Cluster::start("7.0", 3, 1);
+    let child = spawn_shake(&[
+        "replay",
+        j.to_str().unwrap(),
+        "--target",
+        &cluster.url(),
+        "--connections",
+        "4",
+        "--pipeline",
+        "32",
+        "--max-ops",
+        "2000",
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let victim = cluster
+        .nodes
+        .iter()
+        .position(|n| {
+            n.port != cluster.nodes[0].port
+                && n.client().info_field("replication", "role").as_deref() == Some("master")
+        })
+        .unwrap();
+    cluster.nodes[victim].kill9();
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("failed: 0"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("reconnects 0"),
+        "the kill must land mid-stream: {}",
+        out.stdout
+    );
+    cluster.nodes[victim].restart(); // back as a replica of the promoted one
+    for n in &cluster.nodes {
+        wait_until(30, "the cluster to settle", || {
+            n.client()
+                .text(&["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+        });
+    }
+    wait_until(30, "the old master to rejoin as a replica", || {
+        cluster.nodes[victim]
+            .client()
+            .info_field("replication", "role")
+            .as_deref()
+            == Some("slave")
+    });
+    assert_cluster_holds_source(&mut source.client(), &cluster);
+}
+
 /// kill -9 of a replay onto a 3-master cluster with several connections, three times
 /// mid-stream, then a resume: the per-slot markers make every INCR/RPUSH land exactly once —
 /// also across multi-key commands split per slot, transactions and scripts on one slot, and a

@@ -89,6 +89,11 @@ pub struct ReplayArgs {
     /// by commands, spilled to a file in --spill-dir and rebuilt under a temporary name.
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = crate::units::parse_size)]
     pub stream_values_above: u64,
+    /// Do not wait for a cluster target's replicas: a round counts as acknowledged once its
+    /// masters answered, so a master killed outright can lose writes it had not replicated
+    /// (default: `WAIT` for each master's replicas after its slot transactions).
+    #[arg(long)]
+    pub no_wait_replicas: bool,
     /// Where large values that go by commands are spilled while rebuilt (an unlinked file;
     /// default: the checkpoint file's folder, `<journal dir>.replay-state/`).
     #[arg(long, value_name = "DIR")]
@@ -180,6 +185,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     opts.max_bytes = args.max_bytes;
     opts.stream_above = args.stream_values_above;
     opts.spill = args.spill_dir.clone();
+    opts.wait_replicas = !args.no_wait_replicas;
     let time_ms = match &args.until_time {
         Some(t) => Some(
             humantime::parse_rfc3339_weak(t)

@@ -336,6 +336,7 @@ async fn drive(
             }),
         )
         .patience(opts.max_retries as usize * 2)
+        .wait_replicas(opts.wait_replicas)
     };
     // Where to resume: after the checkpoint; and, per lane, after its marker when that is
     // further (a crash after the target applied a batch but before the checkpoint file

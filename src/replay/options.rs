@@ -96,6 +96,9 @@ pub struct ReplayOptions {
     /// Where large values that go by commands are spilled ([`super::spill`]); `None`: the
     /// checkpoint's folder ([`ReplayOptions::spill_dir`]).
     pub spill: Option<PathBuf>,
+    /// On a cluster target with replicas, count a round of slot transactions as acknowledged
+    /// only once each master's replicas have it ([`super::writer::Writer::wait_replicas`]).
+    pub wait_replicas: bool,
 }
 
 impl ReplayOptions {
@@ -125,6 +128,7 @@ impl ReplayOptions {
             max_retries: 30,
             stream_above: super::bigkey::STREAM_ABOVE,
             spill: None,
+            wait_replicas: true,
         }
     }
 

@@ -18,6 +18,9 @@ pub struct SlotMap {
     cluster: bool,
     /// The masters, recomputed when an owner changes (routing asks for them per command).
     masters: Vec<String>,
+    /// Healthy replicas per master address, as discovered (a node `MOVED` to later has none
+    /// recorded until the next refresh).
+    replicas: std::collections::HashMap<String, usize>,
 }
 
 /// A redirection reply.
@@ -67,6 +70,7 @@ impl SlotMap {
                 owner: vec![0; 16384],
                 cluster: false,
                 masters: vec![standalone_addr.to_string()],
+                replicas: Default::default(),
             };
         }
         let mut m = SlotMap {
@@ -74,11 +78,18 @@ impl SlotMap {
             owner: vec![u16::MAX; 16384],
             cluster: true,
             masters: Vec::new(),
+            replicas: Default::default(),
         };
         // Owners are filled directly and the masters computed once: going through `set` here
         // recomputed them per slot (16384²), seconds in a debug build.
         for s in &t.shards {
             let addr = s.master.addr();
+            let healthy = s
+                .replicas
+                .iter()
+                .filter(|r| !r.health.contains("fail"))
+                .count();
+            m.replicas.insert(addr.clone(), healthy);
             let i = match m.nodes.iter().position(|n| *n == addr) {
                 Some(i) => i,
                 None => {
@@ -94,6 +105,11 @@ impl SlotMap {
         }
         m.masters = m.compute_masters();
         m
+    }
+
+    /// Healthy replicas of the master at `addr` when the topology was read.
+    pub fn replicas(&self, addr: &str) -> usize {
+        self.replicas.get(addr).copied().unwrap_or(0)
     }
 
     /// Whether this is a cluster.

@@ -75,6 +75,10 @@ pub struct Writer {
     /// Rounds of resending refused commands before giving up, unless their slot is being
     /// migrated ([`Writer::pause`]).
     rounds: usize,
+    /// Follow each node's slot transactions with `WAIT <its replicas>` ([`Writer::wait_replicas`]).
+    wait_replicas: bool,
+    /// Nodes already warned about replicas that did not acknowledge in time.
+    lagging: HashSet<String>,
 }
 
 /// Which command of which op an item is (`cmd: None`: a whole transaction unit).
@@ -163,7 +167,21 @@ impl Writer {
             touched: BTreeSet::new(),
             dry_counts: BTreeMap::new(),
             rounds: RETRY_ROUNDS,
+            wait_replicas: false,
+            lagging: HashSet::new(),
         }
+    }
+
+    /// On a cluster target whose masters have replicas, a round of slot transactions counts as
+    /// acknowledged only once each master's replicas have it too (`WAIT <replicas> 1000` after
+    /// the node's transactions): a master killed outright and replaced by its replica then
+    /// cannot take acknowledged writes with it — the ones it had not replicated are still in
+    /// flight, and are resent (the slot markers on the promoted replica say which) after the
+    /// failover. Replicas that do not acknowledge within a second are warned about once per
+    /// node, and the replay goes on.
+    pub fn wait_replicas(mut self, on: bool) -> Writer {
+        self.wait_replicas = on;
+        self
     }
 
     /// Rounds of resending redirected or transiently refused commands before giving up (when
@@ -1009,6 +1027,9 @@ fn by_node<T>(
     }
     (order, per_node)
 }
+
+/// How long a `WAIT` for a master's replicas may block (ms).
+const WAIT_MS: u64 = 1000;
 
 /// Rounds of resending redirected or transiently refused commands before giving up, by default
 /// (about two minutes of backoff; see [`Writer::patience`]).

@@ -28,6 +28,8 @@ pub(super) struct SlotGroup {
 pub(super) struct SlotRound {
     order: Vec<String>,
     per_node: HashMap<String, Vec<SlotGroup>>,
+    /// Nodes whose transactions are followed by `WAIT <n>`, with `n`.
+    waits: HashMap<String, usize>,
 }
 
 impl Writer {
@@ -195,7 +197,12 @@ impl Writer {
     ) -> std::result::Result<SlotRound, Failure> {
         let marker = self.marker.clone().expect("slot groups have a marker");
         let field = marker.lane.to_string();
+        // a transaction sent may be applied even if its reply is never read (a kill, a
+        // failover): its slot's marker is this lane's to delete from now on (regression: slot
+        // markers left behind after a master was killed mid-replay)
+        self.touched.extend(groups.iter().map(|g| g.slot));
         let (order, per_node) = by_node(groups, |g| self.map.node(Route::Slot(g.slot)));
+        let mut waits = HashMap::new();
         for addr in &order {
             let node = self.node(addr).await?;
             for g in &per_node[addr] {
@@ -212,12 +219,27 @@ impl Writer {
                 ]);
                 node.conn.queue(&["EXEC"]);
             }
+            let replicas = if self.wait_replicas {
+                self.map.replicas(addr)
+            } else {
+                0
+            };
+            let node = self.node(addr).await?;
+            if replicas > 0 {
+                node.conn
+                    .queue(&["WAIT", &replicas.to_string(), &super::WAIT_MS.to_string()]);
+                waits.insert(addr.clone(), replicas);
+            }
             node.conn
                 .flush()
                 .await
                 .map_err(|e| Self::conn_err(addr, e))?;
         }
-        Ok(SlotRound { order, per_node })
+        Ok(SlotRound {
+            order,
+            per_node,
+            waits,
+        })
     }
 
     /// Reads the replies of slot transactions: the groups to send again (redirected, refused
@@ -231,6 +253,7 @@ impl Writer {
         let SlotRound {
             order,
             mut per_node,
+            waits,
         } = round;
         let mut again = Vec::new();
         let mut wait = false;
@@ -288,7 +311,6 @@ impl Writer {
                                 self.record_error(addr, &ops[i], &ops[i].unit.cmds()[j], &m)?;
                             }
                         }
-                        self.touched.insert(g.slot);
                     }
                     Frame::Error(m) => {
                         let m = String::from_utf8_lossy(&m).into_owned();
@@ -307,6 +329,19 @@ impl Writer {
                             what: format!("EXEC of slot {} answered {other:?}", g.slot),
                         }));
                     }
+                }
+            }
+            if let Some(&n) = waits.get(addr) {
+                let acked = self.read(addr).await?;
+                if !matches!(acked, Frame::Integer(k) if k >= n as i64)
+                    && self.lagging.insert(addr.clone())
+                {
+                    tracing::warn!(
+                        shard = %self.shard,
+                        node = %addr,
+                        "its {n} replica(s) did not all acknowledge within {} ms ({acked:?}): writes not yet replicated would be lost if it failed now (warned once per node)",
+                        super::WAIT_MS
+                    );
                 }
             }
         }
