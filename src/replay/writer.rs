@@ -92,6 +92,8 @@ struct Item {
 
 enum Expect {
     Internal,
+    /// The reply to `WAIT <n>` ([`Writer::wait_replicas`]).
+    Wait(usize),
     Cmd(usize),
     Multi,
     Queued(usize),
@@ -172,12 +174,12 @@ impl Writer {
         }
     }
 
-    /// On a cluster target whose masters have replicas, a round of slot transactions counts as
-    /// acknowledged only once each master's replicas have it too (`WAIT <replicas> 1000` after
-    /// the node's transactions): a master killed outright and replaced by its replica then
-    /// cannot take acknowledged writes with it — the ones it had not replicated are still in
-    /// flight, and are resent (the slot markers on the promoted replica say which) after the
-    /// failover. Replicas that do not acknowledge within a second are warned about once per
+    /// On a cluster target whose masters have replicas, a round counts as acknowledged only
+    /// once each master's replicas have it too (`WAIT <replicas> 1000` after the node's part of
+    /// the round, snapshot keys and stream alike): a master killed outright and replaced by its
+    /// replica then cannot take acknowledged writes with it — the ones it had not replicated
+    /// are still in flight, and are resent after the failover (stream slot transactions only
+    /// where the slot markers on the promoted replica say they are missing). Replicas that do not acknowledge within a second are warned about once per
     /// node, and the replay goes on.
     pub fn wait_replicas(mut self, on: bool) -> Writer {
         self.wait_replicas = on;
@@ -525,6 +527,29 @@ impl Writer {
         self.execute(ops).await
     }
 
+    /// Replicas of node `addr` to `WAIT` for after a round (0: none, or not asked to).
+    fn replicas_to_wait(&self, addr: &str) -> usize {
+        if self.wait_replicas {
+            self.map.replicas(addr)
+        } else {
+            0
+        }
+    }
+
+    /// Checks the reply to `WAIT <n>` on `addr`: fewer replicas than asked is warned about
+    /// once per node (the replay goes on; those writes are not safe from a failover yet).
+    fn replicated(&mut self, addr: &str, n: usize, reply: &Frame) {
+        if !matches!(reply, Frame::Integer(k) if *k >= n as i64)
+            && self.lagging.insert(addr.to_string())
+        {
+            tracing::warn!(
+                shard = %self.shard,
+                node = %addr,
+                "its {n} replica(s) did not all acknowledge within {WAIT_MS} ms ({reply:?}): writes not yet replicated would be lost if it failed now (warned once per node)"
+            );
+        }
+    }
+
     /// The error after the rounds of redirections or transient refusals ran out.
     fn still_refused(&self, position: Position, rounds: usize) -> Failure {
         Failure::Fatal(Error::Protocol {
@@ -809,6 +834,7 @@ impl Writer {
         let mut expects: HashMap<String, Vec<(Expect, Option<Item>)>> = HashMap::new();
         for addr in &order {
             let list = &per_node[addr];
+            let replicas = self.replicas_to_wait(addr);
             let node = self.node(addr).await?;
             let mut ex = Vec::new();
             for it in list {
@@ -841,6 +867,10 @@ impl Writer {
                     }
                 }
             }
+            if replicas > 0 {
+                queue_wait(&mut node.conn, replicas);
+                ex.push((Expect::Wait(replicas), None));
+            }
             node.conn
                 .flush()
                 .await
@@ -865,6 +895,7 @@ impl Writer {
             for (e, it) in ex {
                 let f = self.read(addr).await?;
                 match e {
+                    Expect::Wait(n) => self.replicated(addr, n, &f),
                     Expect::Internal => {
                         if let Frame::Error(m) = f {
                             let m = String::from_utf8_lossy(&m).into_owned();
@@ -1057,6 +1088,11 @@ impl Default for Patience {
 fn all_stream(ops: &[Op]) -> bool {
     ops.iter()
         .all(|o| o.phase == super::checkpoint::Phase::Stream)
+}
+
+/// Queues `WAIT <replicas> <WAIT_MS>` on `conn`.
+fn queue_wait(conn: &mut crate::net::Connection, replicas: usize) {
+    conn.queue(&["WAIT", &replicas.to_string(), &WAIT_MS.to_string()]);
 }
 
 /// Queues `c` on `conn`: its RESP bytes as they are when it was built encoded, else its

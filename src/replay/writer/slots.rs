@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use crate::journal::Position;
 use crate::resp::Frame;
 
-use super::{Failure, Patience, Writer, all_stream, by_node, queue};
+use super::{Failure, Patience, Writer, all_stream, by_node, queue, queue_wait};
 use crate::replay::error::Error;
 use crate::replay::op::{Op, Route};
 use crate::replay::partition::parse_marker;
@@ -219,15 +219,10 @@ impl Writer {
                 ]);
                 node.conn.queue(&["EXEC"]);
             }
-            let replicas = if self.wait_replicas {
-                self.map.replicas(addr)
-            } else {
-                0
-            };
+            let replicas = self.replicas_to_wait(addr);
             let node = self.node(addr).await?;
             if replicas > 0 {
-                node.conn
-                    .queue(&["WAIT", &replicas.to_string(), &super::WAIT_MS.to_string()]);
+                queue_wait(&mut node.conn, replicas);
                 waits.insert(addr.clone(), replicas);
             }
             node.conn
@@ -333,16 +328,7 @@ impl Writer {
             }
             if let Some(&n) = waits.get(addr) {
                 let acked = self.read(addr).await?;
-                if !matches!(acked, Frame::Integer(k) if k >= n as i64)
-                    && self.lagging.insert(addr.clone())
-                {
-                    tracing::warn!(
-                        shard = %self.shard,
-                        node = %addr,
-                        "its {n} replica(s) did not all acknowledge within {} ms ({acked:?}): writes not yet replicated would be lost if it failed now (warned once per node)",
-                        super::WAIT_MS
-                    );
-                }
+                self.replicated(addr, n, &acked);
             }
         }
         Ok((again, wait))
