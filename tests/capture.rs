@@ -579,16 +579,7 @@ fn cluster_failover_is_followed_without_full_sync() {
     for _ in 0..5 {
         owner.client().cmd(&["INCR", key]);
     }
-    let replica = cluster
-        .nodes
-        .iter()
-        .find(|n| {
-            n.client()
-                .info_field("replication", "master_port")
-                .as_deref()
-                == Some(&owner.port.to_string())
-        })
-        .unwrap();
+    let replica = cluster.replica_of(owner.port);
     replica.client().cmd(&["CLUSTER", "FAILOVER"]);
     crate::support::wait_until(30, "the replica to become master", || {
         replica

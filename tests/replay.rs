@@ -590,26 +590,7 @@ fn writer_follows_moved_and_ask_on_a_real_cluster() {
         described_by: None,
     };
     // ASK: migrate the slot of "asked" from its owner to another master, keys not moved yet
-    let slot = shake::net::slot::key_slot(b"asked");
-    let owner = cluster
-        .nodes
-        .iter()
-        .find(|n| {
-            !matches!(
-                n.client().try_cmd(&["GET", "asked"]).unwrap(),
-                shake::resp::Frame::Error(_)
-            )
-        })
-        .unwrap();
-    let other = cluster.nodes.iter().find(|n| n.port != owner.port).unwrap();
-    let id = |n: &Server| n.client().text(&["CLUSTER", "MYID"]);
-    let s = slot.to_string();
-    other
-        .client()
-        .cmd(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &id(owner)]);
-    owner
-        .client()
-        .cmd(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &id(other)]);
+    let (_, _, other) = start_migrating(&cluster, "asked");
 
     let opts = ReplayOptions::new(
         "/unused".into(),
@@ -1236,6 +1217,120 @@ fn cluster_markers(cluster: &Cluster) -> usize {
         .sum()
 }
 
+/// Starts migrating the slot of `key` from its owner to another master of `cluster`
+/// (`SETSLOT … IMPORTING` / `MIGRATING`, no key moved): the slot, its owner and the other node.
+fn start_migrating<'a>(cluster: &'a Cluster, key: &str) -> (String, &'a Server, &'a Server) {
+    let slot = shake::net::slot::key_slot(key.as_bytes()).to_string();
+    let owner = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            !matches!(
+                n.client().try_cmd(&["GET", key]).unwrap(),
+                shake::resp::Frame::Error(_)
+            )
+        })
+        .unwrap();
+    let other = cluster.nodes.iter().find(|n| n.port != owner.port).unwrap();
+    let id = |n: &Server| n.client().text(&["CLUSTER", "MYID"]);
+    other
+        .client()
+        .cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(owner)]);
+    owner
+        .client()
+        .cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(other)]);
+    (slot, owner, other)
+}
+
+/// Every key and string value held by the masters of `nodes` (a cluster's), sorted.
+fn cluster_strings(nodes: &[&Server]) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for n in nodes {
+        let mut c = n.client();
+        for k in c.cmd(&["KEYS", "*"]).as_array().unwrap() {
+            let k = k.as_str().unwrap().to_string();
+            if k.starts_with("shake-replay:") {
+                continue;
+            }
+            all.push((k.clone(), c.text(&["GET", &k])));
+        }
+    }
+    all.sort();
+    all
+}
+
+/// A `FLUSHALL` sent to one master of a source cluster (as clients do, master by master) is
+/// in that shard's stream only: replayed, it deletes the keys of that shard's slots and nothing
+/// else — not what the other shards replayed before or after it (sent as it is, it emptied
+/// the whole target). Onto a cluster and onto a standalone target, the target ends equal.
+#[test]
+fn a_flush_of_one_source_shard_deletes_only_its_slots() {
+    let source = Cluster::start("7.0", 3, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let cap = spawn_shake(&[
+        "capture",
+        "--source",
+        &source.url(),
+        "--journal",
+        j.to_str().unwrap(),
+    ]);
+    let masters = source.masters();
+    for m in &masters {
+        wait_until(30, "capture attached to every master", || {
+            m.client()
+                .text(&["INFO", "replication"])
+                .contains("slave0:")
+        });
+        wait_caught_up(m);
+    }
+    wait_snapshot_in_journal(&j);
+    // keys each master owns, written on it
+    let write = |n: &Server, prefix: &str, count: usize| {
+        let mut c = n.client();
+        let (mut written, mut i) = (0, 0);
+        while written < count {
+            let k = format!("{prefix}:{i}");
+            i += 1;
+            if !c.try_cmd(&["SET", &k, &k]).unwrap().is_error() {
+                written += 1;
+            }
+        }
+    };
+    for m in &masters {
+        write(m, "pre", 40);
+    }
+    // the flushed shard has much more to replay before its flush than the others
+    write(masters[0], "bulk", 3000);
+    masters[0].client().cmd(&["FLUSHALL"]);
+    for m in &masters {
+        write(m, "post", 40);
+    }
+    for m in &masters {
+        wait_caught_up(m);
+    }
+    kill(cap.id(), "TERM");
+    let out = finish(cap);
+    assert_eq!(out.code, 0, "capture: {}", out.stderr);
+    let want = cluster_strings(&masters);
+    assert_eq!(want.len(), 40 * 2 + 40 * 3);
+
+    let target = Cluster::start("7.0", 3, 0);
+    let out = replay(&j, &target.url(), &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(cluster_strings(&target.masters()), want);
+    assert!(
+        out.stderr.contains("one source master was flushed"),
+        "{}",
+        out.stderr
+    );
+
+    let standalone = Server::start("7.0");
+    let out = replay(&j, &standalone.url(), &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(cluster_strings(&[&standalone]), want);
+}
+
 /// A slot being migrated on the target holds its slot transactions back (`ASK` for the whole
 /// transaction, `TRYAGAIN`) for longer than the retry rounds allow (`--max-retries 2`: four
 /// rounds, about 1.5 s): replay sees the migration in `CLUSTER NODES`, says so, and waits for
@@ -1251,26 +1346,8 @@ fn a_long_slot_migration_on_the_target_is_waited_out() {
         }
     });
     let cluster = Cluster::start("7.0", 3, 0);
-    let slot = shake::net::slot::key_slot(b"k").to_string();
-    let owner = cluster
-        .nodes
-        .iter()
-        .find(|n| {
-            !matches!(
-                n.client().try_cmd(&["GET", "k"]).unwrap(),
-                shake::resp::Frame::Error(_)
-            )
-        })
-        .unwrap();
-    let other = cluster.nodes.iter().find(|n| n.port != owner.port).unwrap();
-    let id = |n: &Server| n.client().text(&["CLUSTER", "MYID"]);
-    let (owner_id, other_id) = (id(owner), id(other));
-    other
-        .client()
-        .cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &owner_id]);
-    owner
-        .client()
-        .cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &other_id]);
+    let (slot, _, other) = start_migrating(&cluster, "k");
+    let other_id = other.client().text(&["CLUSTER", "MYID"]);
     let child = spawn_shake(&[
         "replay",
         j.to_str().unwrap(),
@@ -1295,16 +1372,9 @@ fn a_long_slot_migration_on_the_target_is_waited_out() {
     assert_eq!(other.client().text(&["GET", "k"]), "5");
 }
 
-/// A failover on the target cluster while replay writes (`CLUSTER FAILOVER` on each master's
-/// replica in turn, the old masters becoming replicas): the slot transactions refused or
-/// redirected by the demoted masters follow `MOVED` to the promoted ones, and every INCR and
-/// RPUSH of the stream lands exactly once (the target ends equal to the source).
-#[test]
-fn a_failover_on_the_target_cluster_is_followed() {
-    let source = Server::start("7.0");
-    let dir = tempfile::tempdir().unwrap();
-    let j = capture(&source, dir.path(), |c| cluster_writes(c, 2500, None));
-    let cluster = Cluster::start("7.0", 3, 1);
+/// Starts a replay of `j` onto `cluster` slow enough (`--max-ops 2000`, 4 connections of 32
+/// commands) for a failover to land mid-stream, and gives it 1.5 s to get going.
+fn slow_replay_started(j: &Path, cluster: &Cluster) -> std::process::Child {
     let child = spawn_shake(&[
         "replay",
         j.to_str().unwrap(),
@@ -1318,18 +1388,23 @@ fn a_failover_on_the_target_cluster_is_followed() {
         "2000",
     ]);
     std::thread::sleep(Duration::from_millis(1500));
+    child
+}
+
+/// A failover on the target cluster while replay writes (`CLUSTER FAILOVER` on each master's
+/// replica in turn, the old masters becoming replicas): the slot transactions refused or
+/// redirected by the demoted masters follow `MOVED` to the promoted ones, and every INCR and
+/// RPUSH of the stream lands exactly once (the target ends equal to the source).
+#[test]
+fn a_failover_on_the_target_cluster_is_followed() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| cluster_writes(c, 2500, None));
+    let cluster = Cluster::start("7.0", 3, 1);
+    let child = slow_replay_started(&j, &cluster);
     let masters: Vec<u16> = cluster.masters().iter().map(|m| m.port).collect();
     for port in masters {
-        let replica = cluster
-            .nodes
-            .iter()
-            .find(|n| {
-                n.client()
-                    .info_field("replication", "master_port")
-                    .as_deref()
-                    == Some(&port.to_string())
-            })
-            .unwrap();
+        let replica = cluster.replica_of(port);
         replica.client().cmd(&["CLUSTER", "FAILOVER"]);
         wait_until(30, "the replica to become master", || {
             replica
@@ -1375,19 +1450,7 @@ fn a_master_killed_mid_replay_is_failed_over_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let j = capture(&source, dir.path(), |c| cluster_writes(c, 2500, None));
     let mut cluster = Cluster::start("7.0", 3, 1);
-    let child = spawn_shake(&[
-        "replay",
-        j.to_str().unwrap(),
-        "--target",
-        &cluster.url(),
-        "--connections",
-        "4",
-        "--pipeline",
-        "32",
-        "--max-ops",
-        "2000",
-    ]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let child = slow_replay_started(&j, &cluster);
     let victim = cluster
         .nodes
         .iter()
@@ -1682,45 +1745,73 @@ fn populate_large_values(c: &mut Client) {
     }
 }
 
+/// A source holding [`populate_large_values`], and its journal (in the returned folder).
+fn large_values_journal() -> (Server, tempfile::TempDir, PathBuf) {
+    let source = Server::start("7.0");
+    populate_large_values(&mut source.client());
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |_| {});
+    (source, dir, j)
+}
+
 /// Snapshot values larger than `--stream-values-above` go to the target as one RESTORE whose
 /// payload is streamed from the journal chunk by chunk, never held whole: the target ends
 /// equal (expiry too) on a standalone target, again under `--on-conflict skip` (every key
 /// kept, none written twice), and on a 3-master cluster.
 #[test]
 fn large_values_are_streamed_into_restore() {
-    let source = Server::start("7.0");
+    let (source, _dir, j) = large_values_journal();
     let mut sc = source.client();
-    populate_large_values(&mut sc);
-    let dir = tempfile::tempdir().unwrap();
-    let j = capture(&source, dir.path(), |_| {});
-    let stream = ["--stream-values-above", "1MiB"];
     let target = Server::start("7.0");
-    let out = replay(&j, &target.url(), &stream);
+    large_values_land_whole(
+        &j,
+        &mut sc,
+        &target,
+        &["--stream-values-above", "1MiB"],
+        "streamed 4,",
+    );
+}
+
+/// Replays the journal of [`populate_large_values`] with `args` onto `target` (the summary says
+/// `counted`; the target ends equal, expiry too, with no replay key left), again under
+/// `--on-conflict skip` (every key kept), then onto a fresh 3-master cluster.
+fn large_values_land_whole(
+    j: &Path,
+    sc: &mut Client,
+    target: &Server,
+    args: &[&str],
+    counted: &str,
+) {
+    let out = replay(j, &target.url(), args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("streamed 4,"), "{}", out.stdout);
+    assert!(out.stdout.contains(counted), "{}", out.stdout);
     assert!(out.stdout.contains("failed: 0"), "{}", out.stdout);
     let mut tc = target.client();
-    assert_eq!(digest(&mut sc), digest(&mut tc));
+    assert_eq!(digest(sc), digest(&mut tc));
     assert_eq!(
-        pexpiretime(&mut sc, "big:hash"),
+        pexpiretime(sc, "big:hash"),
         pexpiretime(&mut tc, "big:hash")
     );
-    let mut args = vec!["--no-checkpoint", "--on-conflict", "skip"];
-    args.extend(stream);
-    let out = replay(&j, &target.url(), &args);
+    assert_eq!(
+        tc.cmd(&["KEYS", "shake-replay:*"]),
+        shake::resp::Frame::Array(vec![])
+    );
+    let mut skip = vec!["--no-checkpoint", "--on-conflict", "skip"];
+    skip.extend(args);
+    let out = replay(j, &target.url(), &skip);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("skipped (existing) 54"),
         "{}",
         out.stdout
     );
-    assert_eq!(digest(&mut sc), digest(&mut tc));
+    assert_eq!(digest(sc), digest(&mut tc));
 
     let cluster = Cluster::start("7.0", 3, 0);
-    let out = replay(&j, &cluster.url(), &stream);
+    let out = replay(j, &cluster.url(), args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("streamed 4,"), "{}", out.stdout);
-    assert_cluster_holds_source(&mut sc, &cluster);
+    assert!(out.stdout.contains(counted), "{}", out.stdout);
+    assert_cluster_holds_source(sc, &cluster);
 }
 
 /// Large values that go by commands (`--restore never`, or above a target's
@@ -1730,11 +1821,8 @@ fn large_values_are_streamed_into_restore() {
 /// on a 3-master cluster; no temporary key is left.
 #[test]
 fn large_values_that_go_by_commands_are_rebuilt_from_disk() {
-    let source = Server::start("7.0");
+    let (source, _dir, j) = large_values_journal();
     let mut sc = source.client();
-    populate_large_values(&mut sc);
-    let dir = tempfile::tempdir().unwrap();
-    let j = capture(&source, dir.path(), |_| {});
     let never = ["--restore", "never", "--stream-values-above", "1MiB"];
     let target = Server::start("7.0");
     // a dry run counts them as they would go, without holding them either
@@ -1751,30 +1839,7 @@ fn large_values_that_go_by_commands_are_rebuilt_from_disk() {
         assert!(out.stdout.contains(counted), "{mode}: {}", out.stdout);
     }
     assert_eq!(target.client().cmd(&["DBSIZE"]).as_int(), Some(0));
-    let out = replay(&j, &target.url(), &never);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("of which rebuilt 4,"), "{}", out.stdout);
-    assert!(out.stdout.contains("failed: 0"), "{}", out.stdout);
-    let mut tc = target.client();
-    assert_eq!(digest(&mut sc), digest(&mut tc));
-    assert_eq!(
-        pexpiretime(&mut sc, "big:hash"),
-        pexpiretime(&mut tc, "big:hash")
-    );
-    assert_eq!(
-        tc.cmd(&["KEYS", "shake-replay:*"]),
-        shake::resp::Frame::Array(vec![])
-    );
-    let mut args = vec!["--no-checkpoint", "--on-conflict", "skip"];
-    args.extend(never);
-    let out = replay(&j, &target.url(), &args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains("skipped (existing) 54"),
-        "{}",
-        out.stdout
-    );
-    assert_eq!(digest(&mut sc), digest(&mut tc));
+    large_values_land_whole(&j, &mut sc, &target, &never, "of which rebuilt 4,");
 
     // the payloads are above this target's limit: auto picks the commands for them alone; the
     // 3 MB string cannot exist there at all (APPEND refuses it), which is said, naming the key
@@ -1799,12 +1864,6 @@ fn large_values_that_go_by_commands_are_rebuilt_from_disk() {
         assert_eq!(value(&mut small), value(&mut sc), "{key}");
     }
     assert_eq!(small.cmd(&["EXISTS", "big:str"]).as_int(), Some(0));
-
-    let cluster = Cluster::start("7.0", 3, 0);
-    let out = replay(&j, &cluster.url(), &never);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("of which rebuilt 4,"), "{}", out.stdout);
-    assert_cluster_holds_source(&mut sc, &cluster);
 }
 
 /// A replay killed (-9) while it rebuilds large values never leaves a key half built: each
@@ -1812,11 +1871,8 @@ fn large_values_that_go_by_commands_are_rebuilt_from_disk() {
 /// in one step); resumed, the target ends equal and the temporary key is gone.
 #[test]
 fn kill9_during_a_rebuild_leaves_no_half_built_key() {
-    let source = Server::start("7.0");
+    let (source, _dir, j) = large_values_journal();
     let mut sc = source.client();
-    populate_large_values(&mut sc);
-    let dir = tempfile::tempdir().unwrap();
-    let j = capture(&source, dir.path(), |_| {});
     let target = Server::start("7.0");
     let url = target.url();
     let slow: &[&str] = &[
@@ -1864,11 +1920,8 @@ fn kill9_during_a_rebuild_leaves_no_half_built_key() {
 /// with backoff, and the target ends equal.
 #[test]
 fn a_large_value_is_streamed_again_after_the_target_comes_back() {
-    let source = Server::start("7.0");
+    let (source, _dir, j) = large_values_journal();
     let mut sc = source.client();
-    populate_large_values(&mut sc);
-    let dir = tempfile::tempdir().unwrap();
-    let j = capture(&source, dir.path(), |_| {});
     let mut target = Server::builder("7.0")
         .arg("appendonly", "yes")
         .arg("appendfsync", "always")

@@ -176,6 +176,11 @@ pub async fn run(opts: ReplayOptions, stop: Arc<AtomicBool>, stats: Arc<Stats>) 
             buckets: buckets.clone(),
             journal_id: manifest.created_unix_ms,
             journal_shards: manifest.shards.len(),
+            shard_slots: manifest
+                .shards
+                .iter()
+                .find(|s| s.name == shard && manifest.shards.len() > 1 && !s.slots.is_empty())
+                .map(|s| Arc::new(s.slots.clone())),
         };
         tasks.push((shard, tokio::spawn(replay_shard(Arc::new(ctx)))));
     }
@@ -215,6 +220,8 @@ struct ShardCtx {
     buckets: Arc<(Bucket, Bucket)>,
     journal_id: u64,
     journal_shards: usize,
+    /// This shard's source slot ranges in a multi-shard journal ([`StreamConverter::shard_slots`]).
+    shard_slots: Option<Arc<Vec<(u16, u16)>>>,
 }
 
 /// Bytes of converted ops allowed between the journal reader and the target (in KiB permits),
@@ -428,6 +435,7 @@ async fn drive(
             .plain_strings(opts.fold_sets),
         stream: StreamConverter {
             journal_shards: ctx.journal_shards,
+            shard_slots: ctx.shard_slots.clone(),
             ..StreamConverter::new(
                 &shard,
                 ctx.target.is_cluster(),
@@ -1259,15 +1267,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 return Ok(Step::Go);
             }
             if spill.len() != k.value_len {
-                rc.stats.fail(
-                    &rc.shard,
-                    &rc.addr,
-                    "journal",
-                    "-",
-                    Some(&k.key),
-                    pos,
-                    "the reassembled value's length differs from the key record's",
-                );
+                length_differs(rc, &k, pos);
                 return Ok(Step::Go);
             }
             let value = spill.map().map_err(|e| spill_error(rc, &e))?;
@@ -1290,15 +1290,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
                 return Ok(Step::Go);
             }
             if v.len() as u64 != k.value_len {
-                rc.stats.fail(
-                    &rc.shard,
-                    &rc.addr,
-                    "journal",
-                    "-",
-                    Some(&k.key),
-                    pos,
-                    "the reassembled value's length differs from the key record's",
-                );
+                length_differs(rc, &k, pos);
                 return Ok(Step::Go);
             }
             key_op(rc, st, k, v, pos)?
@@ -1343,6 +1335,32 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
         }
     }
     Ok(Step::Go)
+}
+
+/// Reports a snapshot key (at `pos`) that cannot reach the target, and why.
+fn unreplayable(rc: &ReadCtx, key: &[u8], pos: Position, why: &str) {
+    rc.stats.fail(
+        &rc.shard,
+        &rc.addr,
+        "unreplayable",
+        "-",
+        Some(key),
+        pos,
+        why,
+    );
+}
+
+/// Reports a key whose chunks, reassembled at `pos`, do not add up to its record's length.
+fn length_differs(rc: &ReadCtx, k: &journal::KeyRecord, pos: Position) {
+    rc.stats.fail(
+        &rc.shard,
+        &rc.addr,
+        "journal",
+        "-",
+        Some(&k.key),
+        pos,
+        "the reassembled value's length differs from the key record's",
+    );
 }
 
 /// Streams a large value's RESTORE to the target from the journal ([`bigkey`]) and accounts
@@ -1483,17 +1501,7 @@ fn settle(
             rc.stats
                 .fail(&rc.shard, &rc.addr, &kind, what, Some(&k.key), at, &m);
         }
-        Ok((bigkey::Sent::Unreplayable(why), ..)) => {
-            rc.stats.fail(
-                &rc.shard,
-                &rc.addr,
-                "unreplayable",
-                "-",
-                Some(&k.key),
-                at,
-                &why,
-            );
-        }
+        Ok((bigkey::Sent::Unreplayable(why), ..)) => unreplayable(rc, &k.key, at, &why),
         Err(cause) => {
             return Err(Error::LargeValue {
                 shard: rc.shard.clone(),
@@ -1544,15 +1552,7 @@ fn key_op(
                 None
             }
             Converted::Impossible(why) => {
-                rc.stats.fail(
-                    &rc.shard,
-                    &rc.addr,
-                    "unreplayable",
-                    "-",
-                    Some(&k.key),
-                    pos,
-                    &why,
-                );
+                unreplayable(rc, &k.key, pos, &why);
                 None
             }
         },

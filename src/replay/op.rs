@@ -45,6 +45,11 @@ pub struct Cmd {
     /// the journal reader's thread, payload and all, in one buffer: no argument vectors to
     /// allocate, fill and free per key.
     pub wire: Option<bytes::Bytes>,
+    /// A `FLUSHALL`/`FLUSHDB` of one shard of a multi-shard journal: on the source it emptied
+    /// one master, so on the target it deletes only the keys of these source slot ranges
+    /// (inclusive) rather than everything the other shards replayed too
+    /// ([`super::writer::Writer`] does it; `None`: sent as it is).
+    pub flush_slots: Option<std::sync::Arc<Vec<(u16, u16)>>>,
 }
 
 impl Cmd {
@@ -55,6 +60,7 @@ impl Cmd {
             route,
             on_busy: OnBusy::Fail,
             wire: None,
+            flush_slots: None,
         }
     }
 
@@ -65,6 +71,7 @@ impl Cmd {
             route,
             on_busy: OnBusy::Fail,
             wire: Some(wire),
+            flush_slots: None,
         }
     }
 

@@ -36,9 +36,12 @@ pub struct StreamConverter {
     pub target_version: u32,
     /// Source db → target db.
     pub map_db: std::collections::BTreeMap<u32, u32>,
-    /// Shards in the journal: with more than one, a flush in one shard's stream also removes
-    /// what the others replayed, which is warned about.
+    /// Shards in the journal: with more than one, a flush in one shard's stream would also
+    /// remove what the others replayed.
     pub journal_shards: usize,
+    /// This shard's source slot ranges, when the journal has several shards: a flush in its
+    /// stream deletes only the keys of these slots on the target ([`Cmd::flush_slots`]).
+    pub shard_slots: Option<std::sync::Arc<Vec<(u16, u16)>>>,
 }
 
 impl StreamConverter {
@@ -50,6 +53,7 @@ impl StreamConverter {
             target_version,
             map_db: opts.map_db.clone(),
             journal_shards: 1,
+            shard_slots: None,
         }
     }
 
@@ -72,11 +76,22 @@ impl StreamConverter {
         if skipped(&c.argv) {
             return Ok(None);
         }
-        self.warn_flush(&c.argv, position);
+        let flush = is(&c.argv, b"FLUSHALL") || is(&c.argv, b"FLUSHDB");
         let argv = absolute_expiry(c.argv, c.time_ms, self.target_version);
         // the key for messages is taken from the failing command itself (see the writer)
         let key = None;
-        let cmds = self.routed(argv);
+        let mut cmds = self.routed(argv);
+        if flush && self.journal_shards > 1 {
+            match &self.shard_slots {
+                Some(slots) => {
+                    tracing::info!(shard = %self.shard, %position, "{}: one source master was flushed; deleting the keys of its {} slot range(s) on the target", upper(&cmds[0].argv[0]), slots.len());
+                    for c in &mut cmds {
+                        c.flush_slots = Some(slots.clone());
+                    }
+                }
+                None => self.warn_flush(&cmds[0].argv, position),
+            }
+        }
         Ok(Some(Op {
             position,
             phase: Phase::Stream,
@@ -97,6 +112,9 @@ impl StreamConverter {
         for argv in &t.commands {
             if skipped(argv) {
                 continue;
+            }
+            if self.journal_shards > 1 && (is(argv, b"FLUSHALL") || is(argv, b"FLUSHDB")) {
+                self.warn_flush(argv, position);
             }
             if is(argv, b"SELECT") {
                 let n: u32 = argv
@@ -153,15 +171,13 @@ impl StreamConverter {
     }
 
     fn warn_flush(&self, argv: &[Vec<u8>], position: Position) {
-        if self.journal_shards > 1 && (is(argv, b"FLUSHALL") || is(argv, b"FLUSHDB")) {
-            tracing::warn!(
-                shard = %self.shard,
-                %position,
-                "{} in one shard's stream of a {}-shard journal: it flushes the whole target, including what other shards replayed",
-                upper(&argv[0]),
-                self.journal_shards
-            );
-        }
+        tracing::warn!(
+            shard = %self.shard,
+            %position,
+            "{} in one shard's stream of a {}-shard journal (inside a transaction, or the shard's slots are not recorded): it flushes the whole target, including what other shards replayed",
+            upper(&argv[0]),
+            self.journal_shards
+        );
     }
 
     /// Routes one command, splitting the multi-key commands that can be split.

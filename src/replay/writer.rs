@@ -35,6 +35,7 @@ use super::report::Stats;
 use super::router::{Redirect, SlotMap, parse_redirect, split_addr};
 use super::stream::first_key;
 
+mod flush;
 mod slots;
 use slots::SlotRound;
 
@@ -373,18 +374,28 @@ impl Writer {
     /// (`Route::Any`: on a cluster, the markers' node).
     async fn request_in_db0(&mut self, argv: &[Vec<u8>]) -> std::result::Result<Frame, Failure> {
         let addr = self.map.node(Route::Any);
-        let node = self.node(&addr).await?;
-        if node.db != 0 {
+        self.request_at(&addr, 0, argv).await
+    }
+
+    /// Sends one command outside the pipeline to node `addr` in database `db`.
+    async fn request_at<A: AsRef<[u8]>>(
+        &mut self,
+        addr: &str,
+        db: u32,
+        argv: &[A],
+    ) -> std::result::Result<Frame, Failure> {
+        let node = self.node(addr).await?;
+        if node.db != db {
             node.conn
-                .request(&["SELECT", "0"])
+                .request(&[b"SELECT".as_slice(), db.to_string().as_bytes()])
                 .await
-                .map_err(|e| Self::conn_err(&addr, e))?;
-            node.db = 0;
+                .map_err(|e| Self::conn_err(addr, e))?;
+            node.db = db;
         }
         node.conn
             .request(argv)
             .await
-            .map_err(|e| Self::conn_err(&addr, e))
+            .map_err(|e| Self::conn_err(addr, e))
     }
 
     fn record_error(&self, addr: &str, op: &Op, cmd: &Cmd, msg: &str) -> Result<()> {
@@ -465,6 +476,9 @@ impl Writer {
             }
             PendingKind::Dry
         } else if n == 0 {
+            PendingKind::Dry
+        } else if let Some((db, flush)) = flush::of(ops) {
+            self.flush_slots(db, flush).await?;
             PendingKind::Dry
         } else if self.atomic() && !self.map.is_cluster() && all_stream(ops) {
             PendingKind::Atomic(self.send_atomic(ops, HashSet::new()).await?)

@@ -338,6 +338,19 @@ impl Cluster {
         cluster
     }
 
+    /// A replica of the master listening on `port`.
+    pub fn replica_of(&self, port: u16) -> &Server {
+        self.nodes
+            .iter()
+            .find(|n| {
+                n.client()
+                    .info_field("replication", "master_port")
+                    .as_deref()
+                    == Some(&port.to_string())
+            })
+            .unwrap_or_else(|| panic!("no replica of the master on port {port}"))
+    }
+
     /// The nodes that are currently masters.
     pub fn masters(&self) -> Vec<&Server> {
         self.nodes
