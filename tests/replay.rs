@@ -1866,6 +1866,46 @@ fn large_values_that_go_by_commands_are_rebuilt_from_disk() {
     assert_eq!(small.cmd(&["EXISTS", "big:str"]).as_int(), Some(0));
 }
 
+/// A large value rebuilt while its slot is being migrated on the target: its `RENAME` into
+/// place (two keys of a half-moved slot) is refused with `TRYAGAIN` for as long as the
+/// migration lasts — here 6 s against `--max-retries 2` — and replay waits it out instead of
+/// stopping; the key lands whole on the slot's new owner.
+#[test]
+fn a_rebuild_waits_out_a_slot_migration() {
+    let (source, _dir, j) = large_values_journal();
+    let mut sc = source.client();
+    let cluster = Cluster::start("7.0", 3, 0);
+    let (slot, _, other) = start_migrating(&cluster, "big:hash");
+    let other_id = other.client().text(&["CLUSTER", "MYID"]);
+    let child = spawn_shake(&[
+        "replay",
+        j.to_str().unwrap(),
+        "--target",
+        &cluster.url(),
+        "--restore",
+        "never",
+        "--stream-values-above",
+        "1MiB",
+        "--max-retries",
+        "2",
+    ]);
+    std::thread::sleep(Duration::from_secs(6));
+    for n in &cluster.nodes {
+        n.client()
+            .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &other_id]);
+    }
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("slot {slot} is being migrated")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("of which rebuilt 4,"), "{}", out.stdout);
+    assert_cluster_holds_source(&mut sc, &cluster);
+}
+
 /// A replay killed (-9) while it rebuilds large values never leaves a key half built: each
 /// large key on the target is absent or whole (the build goes under a temporary name, renamed
 /// in one step); resumed, the target ends equal and the temporary key is gone.

@@ -146,6 +146,7 @@ impl BigKeys {
         let mut ask: Option<String> = None;
         let attempts = self.max_retries.max(1);
         let mut n = 0;
+        let mut warned: Option<std::time::Instant> = None;
         loop {
             n += 1;
             let addr = match &ask {
@@ -161,12 +162,26 @@ impl BigKeys {
                     ask: next,
                 }) => {
                     tracing::warn!(%at, key = %super::error::printable_key(key), attempt = n, "{what} to {addr}: {why}");
-                    if n == attempts {
-                        return Err(StreamError::Target {
-                            addr,
-                            why,
-                            attempts: n,
-                        });
+                    if n >= attempts {
+                        // a slot being migrated refuses two-key commands (the rebuild's
+                        // RENAME) until the migration ends, however long it takes: wait it out
+                        match self.migration(key).await {
+                            Some((slot, other)) => {
+                                if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                                    warned = Some(std::time::Instant::now());
+                                    tracing::warn!(%at, key = %super::error::printable_key(key), "slot {slot} is being migrated ({addr} ↔ {other}) on the target: {what} waits for the migration to end");
+                                }
+                            }
+                            // it just ended: the key gets its attempts afresh
+                            None if warned.take().is_some() => n = 0,
+                            None => {
+                                return Err(StreamError::Target {
+                                    addr,
+                                    why,
+                                    attempts: n,
+                                });
+                            }
+                        }
                     }
                     ask = next;
                     if wait {
@@ -176,6 +191,21 @@ impl BigKeys {
                 }
             }
         }
+    }
+
+    /// The slot of `key` and the other node, when its owner reports it migrating or importing
+    /// (`CLUSTER NODES`); `None` on a standalone target or when it cannot be asked.
+    async fn migration(&self, key: &[u8]) -> Option<(u16, String)> {
+        if !self.map.lock().unwrap().is_cluster() {
+            return None;
+        }
+        let slot = key_slot(key);
+        let mut conn = self.connect_node(&self.owner(key), 0).await.ok()?;
+        let f = conn.request(&["CLUSTER", "NODES"]).await.ok()?;
+        let text = String::from_utf8_lossy(f.as_bytes()?).into_owned();
+        crate::net::topology::migrations(&text)
+            .into_iter()
+            .find(|(s, _)| *s == slot)
     }
 
     /// The node that owns `key` (the one node of a standalone target).
