@@ -1439,6 +1439,40 @@ fn a_failover_on_the_target_cluster_is_followed() {
     assert_cluster_holds_source(&mut source.client(), &cluster);
 }
 
+/// A replica of the target cluster down when replay starts (the topology still counts it):
+/// the first `WAIT` for it times out, that is warned about, and its master's writes are not
+/// waited for again — the replay goes on and the target ends equal.
+#[test]
+fn a_replica_down_on_the_target_is_warned_about_and_not_waited_for() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| cluster_writes(c, 500, None));
+    let mut cluster = Cluster::start("7.0", 3, 1);
+    let down = cluster
+        .nodes
+        .iter()
+        .position(|n| n.client().info_field("replication", "role").as_deref() == Some("slave"))
+        .unwrap();
+    cluster.nodes[down].kill9();
+    let out = replay(&j, &cluster.url(), &["--connections", "2"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let warned = out.stderr.matches("no longer waited for").count();
+    assert!(
+        (1..=2).contains(&warned),
+        "one warning per lane at most, got {warned}: {}",
+        out.stderr
+    );
+    cluster.nodes[down].restart();
+    wait_until(30, "the replica to rejoin", || {
+        cluster.nodes[down]
+            .client()
+            .info_field("replication", "master_link_status")
+            .as_deref()
+            == Some("up")
+    });
+    assert_cluster_holds_source(&mut source.client(), &cluster);
+}
+
 /// A master of the target cluster killed (-9) while replay writes: its replica takes over
 /// (automatic failover), replay reconnects, reads the slot markers on the promoted replica and
 /// resends what it lacks. Rounds count as acknowledged only once the replicas have them

@@ -78,7 +78,8 @@ pub struct Writer {
     rounds: usize,
     /// Follow each node's slot transactions with `WAIT <its replicas>` ([`Writer::wait_replicas`]).
     wait_replicas: bool,
-    /// Nodes already warned about replicas that did not acknowledge in time.
+    /// Nodes whose replicas did not acknowledge a `WAIT` in time: not waited for again until
+    /// the topology is read again ([`Writer::reset`]).
     lagging: HashSet<String>,
 }
 
@@ -208,6 +209,7 @@ impl Writer {
     pub fn reset(&mut self, map: SlotMap) {
         self.map = map;
         self.nodes.clear();
+        self.lagging.clear();
     }
 
     /// Drops every connection (after a failure).
@@ -543,15 +545,17 @@ impl Writer {
 
     /// Replicas of node `addr` to `WAIT` for after a round (0: none, or not asked to).
     fn replicas_to_wait(&self, addr: &str) -> usize {
-        if self.wait_replicas {
+        if self.wait_replicas && !self.lagging.contains(addr) {
             self.map.replicas(addr)
         } else {
             0
         }
     }
 
-    /// Checks the reply to `WAIT <n>` on `addr`: fewer replicas than asked is warned about
-    /// once per node (the replay goes on; those writes are not safe from a failover yet).
+    /// Checks the reply to `WAIT <n>` on `addr`. Fewer replicas than asked (one down, or far
+    /// behind): warned about, and the node's replicas are not waited for again until the
+    /// topology is read again (a refresh after a connection failure) — waiting a second per
+    /// round would stall the replay.
     fn replicated(&mut self, addr: &str, n: usize, reply: &Frame) {
         if !matches!(reply, Frame::Integer(k) if *k >= n as i64)
             && self.lagging.insert(addr.to_string())
@@ -559,7 +563,7 @@ impl Writer {
             tracing::warn!(
                 shard = %self.shard,
                 node = %addr,
-                "its {n} replica(s) did not all acknowledge within {WAIT_MS} ms ({reply:?}): writes not yet replicated would be lost if it failed now (warned once per node)"
+                "its {n} replica(s) did not all acknowledge within {WAIT_MS} ms ({reply:?}): no longer waited for until the topology is read again; writes not yet replicated would be lost if it failed now"
             );
         }
     }
