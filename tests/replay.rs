@@ -1331,6 +1331,38 @@ fn a_flush_of_one_source_shard_deletes_only_its_slots() {
     assert_eq!(cluster_strings(&[&standalone]), want);
 }
 
+/// Replays `j` onto `cluster` (`--max-retries 2` and `extra`) while the slot of `key` is being
+/// migrated: held 6 s, then given to the other node. The replay must wait it out (exit 0,
+/// saying the slot is being migrated); its output and the slot's new owner are returned.
+fn replay_through_a_migration<'a>(
+    j: &Path,
+    cluster: &'a Cluster,
+    key: &str,
+    extra: &[&str],
+) -> (crate::support::Output, &'a Server) {
+    let (slot, _, other) = start_migrating(cluster, key);
+    let other_id = other.client().text(&["CLUSTER", "MYID"]);
+    let url = cluster.url();
+    let mut args = vec!["replay", j.to_str().unwrap(), "--target", &url];
+    args.extend(["--max-retries", "2"]);
+    args.extend(extra);
+    let child = spawn_shake(&args);
+    std::thread::sleep(Duration::from_secs(6));
+    for n in &cluster.nodes {
+        n.client()
+            .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &other_id]);
+    }
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("slot {slot} is being migrated")),
+        "{}",
+        out.stderr
+    );
+    (out, other)
+}
+
 /// A slot being migrated on the target holds its slot transactions back (`ASK` for the whole
 /// transaction, `TRYAGAIN`) for longer than the retry rounds allow (`--max-retries 2`: four
 /// rounds, about 1.5 s): replay sees the migration in `CLUSTER NODES`, says so, and waits for
@@ -1346,29 +1378,7 @@ fn a_long_slot_migration_on_the_target_is_waited_out() {
         }
     });
     let cluster = Cluster::start("7.0", 3, 0);
-    let (slot, _, other) = start_migrating(&cluster, "k");
-    let other_id = other.client().text(&["CLUSTER", "MYID"]);
-    let child = spawn_shake(&[
-        "replay",
-        j.to_str().unwrap(),
-        "--target",
-        &cluster.url(),
-        "--max-retries",
-        "2",
-    ]);
-    std::thread::sleep(Duration::from_secs(6));
-    for n in &cluster.nodes {
-        n.client()
-            .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &other_id]);
-    }
-    let out = finish(child);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr
-            .contains(&format!("slot {slot} is being migrated")),
-        "{}",
-        out.stderr
-    );
+    let (_, other) = replay_through_a_migration(&j, &cluster, "k", &[]);
     assert_eq!(other.client().text(&["GET", "k"]), "5");
 }
 
@@ -1453,6 +1463,12 @@ fn a_replica_down_on_the_target_is_warned_about_and_not_waited_for() {
         .iter()
         .position(|n| n.client().info_field("replication", "role").as_deref() == Some("slave"))
         .unwrap();
+    let master_port: u16 = cluster.nodes[down]
+        .client()
+        .info_field("replication", "master_port")
+        .unwrap()
+        .parse()
+        .unwrap();
     cluster.nodes[down].kill9();
     let out = replay(&j, &cluster.url(), &["--connections", "2"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
@@ -1461,6 +1477,23 @@ fn a_replica_down_on_the_target_is_warned_about_and_not_waited_for() {
         (1..=2).contains(&warned),
         "one warning per lane at most, got {warned}: {}",
         out.stderr
+    );
+    // its master got one WAIT per lane, not one per round
+    let master = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port == master_port)
+        .unwrap();
+    let stats = master.client().text(&["INFO", "commandstats"]);
+    let waits: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (1..=2).contains(&waits),
+        "WAITs sent to the lagging master: {waits}"
     );
     cluster.nodes[down].restart();
     wait_until(30, "the replica to rejoin", || {
@@ -1909,33 +1942,8 @@ fn a_rebuild_waits_out_a_slot_migration() {
     let (source, _dir, j) = large_values_journal();
     let mut sc = source.client();
     let cluster = Cluster::start("7.0", 3, 0);
-    let (slot, _, other) = start_migrating(&cluster, "big:hash");
-    let other_id = other.client().text(&["CLUSTER", "MYID"]);
-    let child = spawn_shake(&[
-        "replay",
-        j.to_str().unwrap(),
-        "--target",
-        &cluster.url(),
-        "--restore",
-        "never",
-        "--stream-values-above",
-        "1MiB",
-        "--max-retries",
-        "2",
-    ]);
-    std::thread::sleep(Duration::from_secs(6));
-    for n in &cluster.nodes {
-        n.client()
-            .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &other_id]);
-    }
-    let out = finish(child);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr
-            .contains(&format!("slot {slot} is being migrated")),
-        "{}",
-        out.stderr
-    );
+    let args = ["--restore", "never", "--stream-values-above", "1MiB"];
+    let (out, _) = replay_through_a_migration(&j, &cluster, "big:hash", &args);
     assert!(out.stdout.contains("of which rebuilt 4,"), "{}", out.stdout);
     assert_cluster_holds_source(&mut sc, &cluster);
 }

@@ -83,6 +83,19 @@ async fn until(s: &mut ReplicaSession, name: &str) -> (Vec<Bytes>, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diskless_full_sync_stream_offsets_and_wait() {
     let master = Server::start("7.0");
+    // a first sync (redis-cli --rdb) creates the backlog, so the writes below move the offset
+    // and our FULLRESYNC offset is above 0 (the durable-ACK assertion needs it)
+    let rdb = master.dir.path().join("first-sync.rdb");
+    let first = std::process::Command::new(redis_cli())
+        .args([
+            "-p",
+            &master.port.to_string(),
+            "--rdb",
+            rdb.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{first:?}");
     let mut c = master.client();
     for i in 0..1000 {
         c.cmd(&["SET", &format!("k{i}"), &"v".repeat(i % 50)]);
@@ -99,6 +112,10 @@ async fn diskless_full_sync_stream_offsets_and_wait() {
     // Regression: the ACK that starts the stream claimed the snapshot's offset before the
     // caller had made the snapshot durable (a test then saw the capture caught up while its
     // journal held no complete snapshot). Until `set_durable`, the master sees offset 0.
+    assert!(
+        offset > 0,
+        "the FULLRESYNC offset must differ from 0 for this to mean anything"
+    );
     let slave = || c_info(&master);
     crate::support::wait_until(10, "the master to see the replica online", || {
         slave().contains("state=online")
