@@ -336,12 +336,12 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         s.module_aux
     );
     println!(
-        "  stream records {}  commands sent {}  bytes {}  in {:.1}s ({:.0} commands/s)  redirects {}  reconnects {}",
+        "  stream records {}  commands sent {}  bytes {}  in {:.1}s ({:.0} records/s: snapshot keys and stream records)  redirects {}  reconnects {}",
         s.records,
         s.commands,
         s.bytes,
         secs,
-        s.commands as f64 / secs.max(1e-9),
+        (s.records + s.keys) as f64 / secs.max(1e-9),
         s.redirects,
         s.reconnects
     );

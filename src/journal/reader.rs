@@ -335,19 +335,30 @@ impl ShardReader {
         self.damage.lock().expect("damage lock").clone()
     }
 
-    /// Verifies and decodes one frame.
-    pub fn decode(&self, f: &FrameRef) -> Result<Vec<Entry>> {
+    /// The payload bytes of frame `f` (after its header) in its mapped segment.
+    fn payload(&self, f: &FrameRef) -> &[u8] {
         let seg = &self.segments[f.segment];
         let start = f.offset as usize;
         let end = start + f.header.frame_len() as usize;
-        let payload = &seg.bytes[start + FRAME_HEADER_LEN..end];
+        &seg.bytes[start + FRAME_HEADER_LEN..end]
+    }
+
+    /// A damaged frame `f` (bad checksum, decompression or records) as an error naming its
+    /// file and offset.
+    pub fn frame_error(&self, f: &FrameRef, e: frame::FrameError) -> Error {
+        Error::Corruption {
+            file: self.segments[f.segment].path.clone(),
+            offset: f.offset,
+            what: e.to_string(),
+        }
+    }
+
+    /// Verifies and decodes one frame.
+    pub fn decode(&self, f: &FrameRef) -> Result<Vec<Entry>> {
+        let payload = self.payload(f);
         frame::check_payload(&f.header, payload)
             .and_then(|()| frame::decode_records(&f.header, payload))
-            .map_err(|e| Error::Corruption {
-                file: seg.path.clone(),
-                offset: f.offset,
-                what: e.to_string(),
-            })
+            .map_err(|e| self.frame_error(f, e))
     }
 
     /// [`ShardReader::decode`] appending to `out`, decompressing into `scratch` (both reused
@@ -358,33 +369,30 @@ impl ShardReader {
         scratch: &mut Vec<u8>,
         out: &mut std::collections::VecDeque<Entry>,
     ) -> Result<()> {
-        let seg = &self.segments[f.segment];
-        let start = f.offset as usize;
-        let end = start + f.header.frame_len() as usize;
-        let payload = &seg.bytes[start + FRAME_HEADER_LEN..end];
+        let payload = self.payload(f);
         frame::check_payload(&f.header, payload)
             .and_then(|()| frame::decode_records_into(&f.header, payload, scratch, out))
-            .map_err(|e| Error::Corruption {
-                file: seg.path.clone(),
-                offset: f.offset,
-                what: e.to_string(),
-            })
+            .map_err(|e| self.frame_error(f, e))
     }
 
     /// Verifies and decompresses one frame, without parsing its records: parse them with
     /// [`frame::parse_entries_ref`] to borrow from the returned buffer.
     pub fn decode_raw(&self, f: &FrameRef) -> Result<Vec<u8>> {
-        let seg = &self.segments[f.segment];
-        let start = f.offset as usize;
-        let end = start + f.header.frame_len() as usize;
-        let payload = &seg.bytes[start + FRAME_HEADER_LEN..end];
+        let payload = self.payload(f);
         frame::check_payload(&f.header, payload)
             .and_then(|()| frame::raw_payload(&f.header, payload))
-            .map_err(|e| Error::Corruption {
-                file: seg.path.clone(),
-                offset: f.offset,
-                what: e.to_string(),
-            })
+            .map_err(|e| self.frame_error(f, e))
+    }
+
+    /// [`ShardReader::decode_raw`] into `scratch`, reused from frame to frame by a sequential
+    /// reader that parses borrowed records ([`frame::for_each_entry_ref`]) and keeps what it
+    /// needs of them in its own form (replay copies command arguments into an arena).
+    /// A record parse error is named with [`ShardReader::frame_error`].
+    pub fn decode_raw_into(&self, f: &FrameRef, scratch: &mut Vec<u8>) -> Result<()> {
+        let payload = self.payload(f);
+        frame::check_payload(&f.header, payload)
+            .and_then(|()| frame::raw_payload_into(&f.header, payload, scratch))
+            .map_err(|e| self.frame_error(f, e))
     }
 
     /// Decompresses all frames in parallel, yielding each with its raw record bytes, for

@@ -20,6 +20,7 @@
 //! | [`options`] | [`ReplayOptions`]: target, policies, limits |
 //! | [`plan`] | what the target is (product, RDB version, `proto-max-bulk-len`, topology) |
 //! | [`op`] | the unit of work between journal and target |
+//! | `feed` | the journal's entries as the reader takes them: stream commands' arguments in a shared arena |
 //! | [`snapshot`] | snapshot keys → RESTORE or rewrite, conflict policy, expired keys |
 //! | [`bigkey`] | values too large to hold, streamed from the journal as one RESTORE |
 //! | [`rebuild`] | values too large to hold that go by commands: built under a temporary name, renamed |
@@ -39,6 +40,7 @@
 pub mod bigkey;
 pub mod checkpoint;
 pub mod error;
+mod feed;
 mod lanes;
 pub mod metrics;
 pub mod op;
@@ -67,6 +69,7 @@ use std::time::Duration;
 use crate::journal::{self, Position, Record, RecoveryMode, ShardReader};
 
 use checkpoint::{Checkpoint, Phase};
+use feed::Rec;
 use op::Op;
 use partition::{Lane, Marker};
 use plan::TargetInfo;
@@ -901,9 +904,9 @@ fn count(stats: &Stats, batch: &[Op]) {
         match op.phase {
             Phase::Snapshot if op.key.is_some() => {
                 stats.keys.fetch_add(op.records() as u64, Relaxed);
-                if first.argv[0].as_slice() == b"RESTORE" {
+                if first.argv[0].as_ref() == b"RESTORE" {
                     stats.restored.fetch_add(1, Relaxed);
-                } else if matches!(first.argv[0].as_slice(), b"SET" | b"MSET") {
+                } else if matches!(first.argv[0].as_ref(), b"SET" | b"MSET") {
                     // the plain-string path (the rewrite path starts with DEL)
                     stats.as_set.fetch_add(op.records() as u64, Relaxed);
                 } else {
@@ -1143,7 +1146,7 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
         streamed: None,
         last: None,
     };
-    for e in reader.entries_from(rc.start) {
+    for e in feed::Feed::new(&reader, rc.start) {
         let e = e.map_err(jerr)?;
         if e.position.epoch != rc.epoch {
             if !rc.follow {
@@ -1180,7 +1183,7 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
             continue;
         }
         for e in batch {
-            if let Step::Stop = entry(rc, &mut st, e, out)? {
+            if let Step::Stop = entry(rc, &mut st, e.into(), out)? {
                 return Ok(());
             }
         }
@@ -1191,11 +1194,11 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
     Ok(())
 }
 
-fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> Result<Step> {
+fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Result<Step> {
     let pos = e.position;
     let skip = rc.after.is_some_and(|a| pos <= a);
     let stop = || Ok(Step::Stop);
-    if let Record::SnapshotBegin(b) = &e.record {
+    if let Rec::Other(Record::SnapshotBegin(b)) = &e.rec {
         st.src_version = b.rdb_version as u16;
         if rc.until.offset.is_some_and(|o| b.offset > o) {
             return Err(Error::Invalid(format!(
@@ -1207,13 +1210,22 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
         }
     }
     st.last = Some(pos);
-    if pos.seq == 0 || matches!(e.record, Record::SnapshotEnd(_)) {
+    if pos.seq == 0 || matches!(e.rec, Rec::Other(Record::SnapshotEnd(_))) {
         rc.stats.read_to(&rc.shard, pos.offset);
     }
     if skip {
         return Ok(Step::Go);
     }
-    let op = match e.record {
+    let record = match e.rec {
+        Rec::Command(c) => {
+            if rc.until.beyond(pos.offset, Some(c.time_ms)) {
+                return stop();
+            }
+            return hand_on(rc, out, rc.stream.command(c, pos)?);
+        }
+        Rec::Other(r) => r,
+    };
+    let op = match record {
         Record::Key(mut k)
             if k.chunks > 0 && k.value_len > rc.stream_above.min(rebuild::REBUILD_ABOVE) =>
         {
@@ -1305,7 +1317,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
             if rc.until.beyond(pos.offset, Some(c.time_ms)) {
                 return stop();
             }
-            rc.stream.command(c, pos)?
+            rc.stream.command(c.into(), pos)?
         }
         Record::Transaction(t) => {
             if rc.until.beyond(pos.offset, Some(t.time_ms)) {
@@ -1315,6 +1327,12 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: journal::Entry, out: &Outbox) -> R
         }
         Record::Marker(_) | Record::SnapshotBegin(_) => None,
     };
+    hand_on(rc, out, op)
+}
+
+/// Hands `op` (if any) to the dispatcher once the memory budget has room for it.
+fn hand_on(rc: &ReadCtx, out: &Outbox, op: Option<Op>) -> Result<Step> {
+    let stop = || Ok(Step::Stop);
     if let Some(op) = op {
         let need = kib(&op);
         let permit = match rc.budget.clone().try_acquire_many_owned(need) {

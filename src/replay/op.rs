@@ -6,8 +6,11 @@ use crate::journal::Position;
 
 use super::checkpoint::Phase;
 
-/// One command argument vector.
-pub type Argv = Vec<Vec<u8>>;
+/// One command argument vector. Arguments are [`bytes::Bytes`]: the journal reader copies a
+/// stream command's arguments into a shared arena rather than allocating each one
+/// ([`super::feed`]), and a writer on another thread drops them without a cross-thread free
+/// per argument.
+pub type Argv = Vec<bytes::Bytes>;
 
 /// Where a command goes on a cluster target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +68,9 @@ impl Cmd {
     }
 
     /// A command already encoded (see [`Cmd::wire`]) named `name`.
-    pub fn encoded(name: &[u8], wire: bytes::Bytes, route: Route) -> Cmd {
+    pub fn encoded(name: &'static [u8], wire: bytes::Bytes, route: Route) -> Cmd {
         Cmd {
-            argv: vec![name.to_vec()],
+            argv: vec![bytes::Bytes::from_static(name)],
             route,
             on_busy: OnBusy::Fail,
             wire: Some(wire),
@@ -244,7 +247,7 @@ impl Op {
         if self.folded.is_empty() {
             self.folded.reserve_exact(FOLD_MAX);
             self.folded.push(self.position);
-            mine.argv[0] = b"MSET".to_vec();
+            mine.argv[0] = bytes::Bytes::from_static(b"MSET");
             mine.argv.reserve_exact(1 + 2 * FOLD_MAX - mine.argv.len());
         }
         let mut argv = std::mem::take(&mut theirs[0].argv).into_iter();
@@ -257,7 +260,7 @@ impl Op {
     /// The key of folded `SET` number `i` (see [`Op::fold`]).
     pub fn folded_key(&self, i: usize) -> Option<&[u8]> {
         let c = self.unit.cmds().first()?;
-        c.argv.get(1 + 2 * i).map(Vec::as_slice)
+        c.argv.get(1 + 2 * i).map(|a| a.as_ref())
     }
 }
 
@@ -276,7 +279,9 @@ mod tests {
             end_db: db,
             key: None,
             unit: Unit::Commands(vec![Cmd::new(
-                args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+                args.iter()
+                    .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+                    .collect(),
                 route,
             )]),
             guard: None,

@@ -320,7 +320,9 @@ mod tests {
                 cmds.iter()
                     .map(|c| {
                         Cmd::new(
-                            c.iter().map(|a| a.as_bytes().to_vec()).collect(),
+                            c.iter()
+                                .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+                                .collect(),
                             Route::Any,
                         )
                     })

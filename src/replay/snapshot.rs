@@ -141,7 +141,11 @@ impl KeyConverter {
             return match decode_string(value) {
                 Ok(s) => {
                     let key = std::mem::take(&mut k.key);
-                    let argv = vec![b"SET".to_vec(), key.clone(), s];
+                    let argv = vec![
+                        Bytes::from_static(b"SET"),
+                        Bytes::copy_from_slice(&key),
+                        Bytes::from(s),
+                    ];
                     Converted::Op(
                         mk(key, Unit::Commands(vec![Cmd::new(argv, route)]), None),
                         Vec::new(),
@@ -168,7 +172,7 @@ impl KeyConverter {
         let mut cmds = Vec::new();
         for c in commands.by_ref() {
             match c {
-                Ok(argv) => cmds.push(Cmd::new(argv, route)),
+                Ok(argv) => cmds.push(Cmd::new(argv.into_iter().map(Bytes::from).collect(), route)),
                 Err(e) => return Converted::Impossible(format!("value does not decode: {e}")),
             }
         }
@@ -332,11 +336,11 @@ impl KeyConverter {
 
     /// A function library: `FUNCTION LOAD [REPLACE] code`, to every master.
     pub fn function(&self, code: &[u8], position: Position) -> Op {
-        let mut argv = vec![b"FUNCTION".to_vec(), b"LOAD".to_vec()];
+        let mut argv = vec![Bytes::from_static(b"FUNCTION"), Bytes::from_static(b"LOAD")];
         if self.conflict == ConflictPolicy::Replace {
-            argv.push(b"REPLACE".to_vec());
+            argv.push(Bytes::from_static(b"REPLACE"));
         }
-        argv.push(code.to_vec());
+        argv.push(Bytes::copy_from_slice(code));
         let mut cmd = Cmd::new(argv, Route::All);
         cmd.on_busy = self.on_busy();
         Op {

@@ -17,13 +17,37 @@
 //! later they would extend the TTL. They are rewritten to absolute ones (`PEXPIREAT`,
 //! `SET … PXAT`) from the record's capture time, as 7.0+ sources already send them.
 
-use crate::journal::{Command, Position, Transaction};
+use bytes::Bytes;
+
+use crate::journal::{Position, Transaction};
 use crate::net::slot::key_slot;
 
 use super::checkpoint::Phase;
 use super::error::{Error, Result};
 use super::op::{Argv, Cmd, Op, Route, Unit};
 use super::options::ReplayOptions;
+
+/// One command of the stream as replay holds it: [`crate::journal::Command`] with its
+/// arguments as [`Bytes`] (from the reader's arena, [`super::feed`]).
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The database the command applies to.
+    pub db: u32,
+    /// Capture time, ms since the Unix epoch (relative expiries are made absolute from it).
+    pub time_ms: u64,
+    /// Name and arguments.
+    pub argv: Argv,
+}
+
+impl From<crate::journal::Command> for Command {
+    fn from(c: crate::journal::Command) -> Command {
+        Command {
+            db: c.db,
+            time_ms: c.time_ms,
+            argv: c.argv.into_iter().map(Bytes::from).collect(),
+        }
+    }
+}
 
 /// Converts stream records for one shard.
 #[derive(Debug, Clone)]
@@ -123,11 +147,14 @@ impl StreamConverter {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 end_db = self.db(n, position)?;
-                argvs.push(vec![b"SELECT".to_vec(), end_db.to_string().into_bytes()]);
+                argvs.push(vec![
+                    Bytes::from_static(b"SELECT"),
+                    Bytes::from(end_db.to_string()),
+                ]);
                 continue;
             }
             argvs.push(absolute_expiry(
-                argv.clone(),
+                argv.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
                 t.time_ms,
                 self.target_version,
             ));
@@ -170,12 +197,12 @@ impl StreamConverter {
         }))
     }
 
-    fn warn_flush(&self, argv: &[Vec<u8>], position: Position) {
+    fn warn_flush(&self, argv: &[impl AsRef<[u8]>], position: Position) {
         tracing::warn!(
             shard = %self.shard,
             %position,
             "{} in one shard's stream of a {}-shard journal (inside a transaction, or the shard's slots are not recorded): it flushes the whole target, including what other shards replayed",
-            upper(&argv[0]),
+            upper(argv[0].as_ref()),
             self.journal_shards
         );
     }
@@ -232,12 +259,13 @@ fn upper(a: &[u8]) -> String {
     String::from_utf8_lossy(a).to_ascii_uppercase()
 }
 
-fn is(argv: &[Vec<u8>], name: &[u8]) -> bool {
-    argv.first().is_some_and(|a| a.eq_ignore_ascii_case(name))
+fn is(argv: &[impl AsRef<[u8]>], name: &[u8]) -> bool {
+    argv.first()
+        .is_some_and(|a| a.as_ref().eq_ignore_ascii_case(name))
 }
 
 /// Protocol chatter that is not data (a journal should not hold it; tolerated if it does).
-fn skipped(argv: &[Vec<u8>]) -> bool {
+fn skipped(argv: &[impl AsRef<[u8]>]) -> bool {
     argv.is_empty()
         || is(argv, b"PING")
         || is(argv, b"REPLCONF")
@@ -246,17 +274,17 @@ fn skipped(argv: &[Vec<u8>]) -> bool {
 }
 
 /// The first key of a command, if it has one.
-pub fn first_key(argv: &[Vec<u8>]) -> Option<&[u8]> {
+pub fn first_key<A: AsRef<[u8]>>(argv: &[A]) -> Option<&[u8]> {
     keys(argv).into_iter().next()
 }
 
 /// The keys of a command, from Redis' own key specs ([`crate::commands`]); for a command the
 /// table does not know (a module's), its first argument, which is where nearly every command
 /// keeps its key.
-pub fn keys(argv: &[Vec<u8>]) -> Vec<&[u8]> {
+pub fn keys<A: AsRef<[u8]>>(argv: &[A]) -> Vec<&[u8]> {
     match crate::commands::keys(argv) {
         Some(keys) => keys,
-        None => argv.get(1).map(|a| a.as_slice()).into_iter().collect(),
+        None => argv.get(1).map(|a| a.as_ref()).into_iter().collect(),
     }
 }
 
@@ -271,12 +299,7 @@ pub fn absolute_expiry(argv: Argv, time_ms: u64, target_version: u32) -> Argv {
         return argv;
     }
     let num = |a: &[u8]| -> Option<i64> { std::str::from_utf8(a).ok()?.parse().ok() };
-    let at = |rel_ms: i64| {
-        (time_ms as i64)
-            .saturating_add(rel_ms)
-            .to_string()
-            .into_bytes()
-    };
+    let at = |rel_ms: i64| Bytes::from((time_ms as i64).saturating_add(rel_ms).to_string());
     let name = upper(&argv[0]);
     let pxat = target_version >= 602;
     match name.as_str() {
@@ -284,7 +307,7 @@ pub fn absolute_expiry(argv: Argv, time_ms: u64, target_version: u32) -> Argv {
             let unit = if name == "EXPIRE" { 1000 } else { 1 };
             if let Some(n) = num(&argv[2]).filter(|n| *n > 0) {
                 let mut out = vec![
-                    b"PEXPIREAT".to_vec(),
+                    Bytes::from_static(b"PEXPIREAT"),
                     argv[1].clone(),
                     at(n.saturating_mul(unit)),
                 ];
@@ -296,10 +319,10 @@ pub fn absolute_expiry(argv: Argv, time_ms: u64, target_version: u32) -> Argv {
             let unit = if name == "SETEX" { 1000 } else { 1 };
             if let Some(n) = num(&argv[2]).filter(|n| *n > 0) {
                 return vec![
-                    b"SET".to_vec(),
+                    Bytes::from_static(b"SET"),
                     argv[1].clone(),
                     argv[3].clone(),
-                    b"PXAT".to_vec(),
+                    Bytes::from_static(b"PXAT"),
                     at(n.saturating_mul(unit)),
                 ];
             }
@@ -312,7 +335,7 @@ pub fn absolute_expiry(argv: Argv, time_ms: u64, target_version: u32) -> Argv {
                 if opt == "EX" || opt == "PX" {
                     let unit = if opt == "EX" { 1000 } else { 1 };
                     if let Some(n) = num(&out[i + 1]).filter(|n| *n > 0) {
-                        out[i] = b"PXAT".to_vec();
+                        out[i] = Bytes::from_static(b"PXAT");
                         out[i + 1] = at(n.saturating_mul(unit));
                     }
                     break;
@@ -331,7 +354,9 @@ mod tests {
     use super::*;
 
     fn v(s: &[&str]) -> Argv {
-        s.iter().map(|a| a.as_bytes().to_vec()).collect()
+        s.iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
     }
 
     #[test]

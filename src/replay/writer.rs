@@ -973,7 +973,10 @@ impl Writer {
                                     wait |= w;
                                     items.push(r);
                                 } else if !m.starts_with("EXECABORT") {
-                                    let c = Cmd::new(vec![b"EXEC".to_vec()], Route::Any);
+                                    let c = Cmd::new(
+                                        vec![bytes::Bytes::from_static(b"EXEC")],
+                                        Route::Any,
+                                    );
                                     self.record_error(addr, op, &c, &m)?;
                                 }
                             }
