@@ -8,7 +8,7 @@ use super::checkpoint::Phase;
 
 /// One command argument vector. Arguments are [`bytes::Bytes`]: the journal reader copies a
 /// stream command's arguments into a shared arena rather than allocating each one
-/// ([`super::feed`]), and a writer on another thread drops them without a cross-thread free
+/// (`replay::feed`), and a writer on another thread drops them without a cross-thread free
 /// per argument.
 pub type Argv = Vec<bytes::Bytes>;
 

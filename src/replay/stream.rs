@@ -28,7 +28,7 @@ use super::op::{Argv, Cmd, Op, Route, Unit};
 use super::options::ReplayOptions;
 
 /// One command of the stream as replay holds it: [`crate::journal::Command`] with its
-/// arguments as [`Bytes`] (from the reader's arena, [`super::feed`]).
+/// arguments as [`Bytes`] (from the reader's arena, `replay::feed`).
 #[derive(Debug, Clone)]
 pub struct Command {
     /// The database the command applies to.
