@@ -618,7 +618,7 @@ fn writer_follows_moved_and_ask_on_a_real_cluster() {
             phase: Phase::Stream,
             db: 0,
             end_db: 0,
-            key: Some(k.as_bytes().to_vec()),
+            key: Some(bytes::Bytes::from(k.clone())),
             unit: Unit::Commands(vec![Cmd::new(
                 vec![
                     bytes::Bytes::from_static(b"SET"),
@@ -681,7 +681,7 @@ fn writer_follows_moved_and_ask_on_a_real_cluster() {
                 phase: Phase::Stream,
                 db: 0,
                 end_db: 0,
-                key: Some(k.as_bytes().to_vec()),
+                key: Some(bytes::Bytes::from(k.clone())),
                 unit: Unit::Commands(vec![Cmd::new(
                     vec![
                         bytes::Bytes::from_static(b"INCR"),

@@ -145,8 +145,9 @@ pub struct Op {
     pub db: u32,
     /// Target database selected when the op ends (differs after a transaction with `SELECT`).
     pub end_db: u32,
-    /// The key, for messages (snapshot keys and keyed commands).
-    pub key: Option<Vec<u8>>,
+    /// The key, for messages and lanes (snapshot keys and keyed commands); shares its bytes
+    /// with the command's argument where it is one.
+    pub key: Option<bytes::Bytes>,
     /// The commands.
     pub unit: Unit,
     /// Checked before sending.

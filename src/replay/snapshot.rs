@@ -140,12 +140,8 @@ impl KeyConverter {
         {
             return match decode_string(value) {
                 Ok(s) => {
-                    let key = std::mem::take(&mut k.key);
-                    let argv = vec![
-                        Bytes::from_static(b"SET"),
-                        Bytes::copy_from_slice(&key),
-                        Bytes::from(s),
-                    ];
+                    let key = Bytes::from(std::mem::take(&mut k.key));
+                    let argv = vec![Bytes::from_static(b"SET"), key.clone(), Bytes::from(s)];
                     Converted::Op(
                         mk(key, Unit::Commands(vec![Cmd::new(argv, route)]), None),
                         Vec::new(),
@@ -162,7 +158,7 @@ impl KeyConverter {
             let mut cmd = Cmd::encoded(b"RESTORE", self.restore_wire(k, &value, label), route);
             drop(value);
             cmd.on_busy = self.on_busy();
-            let key = std::mem::take(&mut k.key);
+            let key = Bytes::from(std::mem::take(&mut k.key));
             return Converted::Op(mk(key, Unit::Commands(vec![cmd]), None), Vec::new());
         }
         let mut commands = match self.rewrite(k, t, Bytes::from(value), &k.key) {
@@ -182,7 +178,7 @@ impl KeyConverter {
             on_exists: self.on_busy(),
         });
         let warnings = warnings(&commands);
-        let key = std::mem::take(&mut k.key);
+        let key = Bytes::from(std::mem::take(&mut k.key));
         Converted::Op(mk(key, Unit::Commands(cmds), guard), warnings)
     }
 

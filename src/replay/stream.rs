@@ -162,7 +162,10 @@ impl StreamConverter {
         if argvs.is_empty() {
             return Ok(None);
         }
-        let key = argvs.iter().find_map(|a| first_key(a)).map(|k| k.to_vec());
+        let key = argvs
+            .iter()
+            .find_map(|a| first_key(a))
+            .map(bytes::Bytes::copy_from_slice);
         let unit = if !self.cluster {
             Unit::Transaction(argvs.into_iter().map(|a| Cmd::new(a, Route::Any)).collect())
         } else {
