@@ -2109,3 +2109,74 @@ fn a_damaged_frame_stops_replay_naming_it_and_nothing_of_it_is_applied() {
         "the commands before the damaged frame, in order, once"
     );
 }
+
+/// Regression (silent loss): a target killed mid-stream and restarted *without* its data no
+/// longer holds writes it had acknowledged, which replay counted as applied and does not send
+/// again. Replay used to carry on and exit 0 with the target missing them; it now asks the
+/// target, after reconnecting, whether each lane's marker still holds what was acknowledged,
+/// and reports every marker that does not as a failure of kind `lost` (exit 1) — standalone
+/// (lane markers) and cluster (slot markers, a master restarted empty without a replica to
+/// fail over to).
+#[test]
+fn a_target_restarted_without_its_data_is_reported_as_lost_writes() {
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    let j = capture(&source, dir.path(), |c| stream_writes(c, 3000));
+    let jt = j.to_str().unwrap().to_string();
+    let slow = ["--pipeline", "64", "--max-ops", "2000"];
+
+    // standalone, no persistence: the restart comes back empty
+    let mut target = Server::start("7.0");
+    let url = target.url();
+    let mut args = vec!["replay", &jt, "--target", &url];
+    args.extend(slow);
+    let child = spawn_shake(&args);
+    std::thread::sleep(Duration::from_millis(1500));
+    target.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    target.restart();
+    let out = finish(child);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("the target lost writes it had acknowledged"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("lost"), "{}", out.stdout);
+
+    // a cluster without replicas, one master restarted empty
+    let mut cluster = Cluster::start("7.0", 3, 0);
+    let url = cluster.url();
+    let mut args = vec!["replay", &jt, "--target", &url];
+    args.extend(slow);
+    args.extend(["--map-db", "3:0", "--map-db", "5:0"]);
+    let child = spawn_shake(&args);
+    std::thread::sleep(Duration::from_millis(1500));
+    // the master holding the counter, written to all along
+    let victim = cluster
+        .masters()
+        .iter()
+        .find(|m| {
+            m.client()
+                .try_cmd(&["EXISTS", "counter"])
+                .ok()
+                .and_then(|f| f.as_int())
+                == Some(1)
+        })
+        .expect("a master holds the counter")
+        .port;
+    let node = cluster.nodes.iter_mut().find(|n| n.port == victim).unwrap();
+    node.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    node.restart();
+    let out = finish(child);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("the target lost writes it had acknowledged")
+            && out.stderr.contains(&format!("127.0.0.1:{victim}")),
+        "names the node: {}",
+        out.stderr
+    );
+}

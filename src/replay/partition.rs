@@ -231,13 +231,23 @@ impl Marker {
 /// anyway; the dispatcher saves the checkpoint file before sending it and as soon as it is
 /// acknowledged, so a resume never sends it again after anything that followed it.
 pub fn unmarked(op: &Op, cluster: bool) -> bool {
-    op.unit.cmds().iter().any(|c| {
-        (cluster && !matches!(c.route, Route::Slot(_)))
-            || c.argv.first().is_some_and(|n| {
-                [b"FLUSHALL".as_slice(), b"FLUSHDB", b"SWAPDB"]
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case(n))
-            })
+    op.unit
+        .cmds()
+        .iter()
+        .any(|c| (cluster && !matches!(c.route, Route::Slot(_))) || moves_markers(c))
+}
+
+/// Whether `c` may delete or move replay markers as sent: `FLUSHALL`, `FLUSHDB`, `SWAPDB`
+/// (a one-shard flush, [`super::op::Cmd::flush_slots`], keeps them).
+pub fn drops_markers(c: &super::op::Cmd) -> bool {
+    c.flush_slots.is_none() && moves_markers(c)
+}
+
+fn moves_markers(c: &super::op::Cmd) -> bool {
+    c.argv.first().is_some_and(|n| {
+        [b"FLUSHALL".as_slice(), b"FLUSHDB", b"SWAPDB"]
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(n))
     })
 }
 

@@ -53,6 +53,10 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     /// Commands (or keys) that failed.
     pub failed: AtomicU64,
+    /// Commands sent that delete or move replay markers (`FLUSHALL`, `FLUSHDB`, `SWAPDB`),
+    /// by any shard: a marker missing after one of them is no sign of a lost write
+    /// ([`super::writer::Writer`] checks what the target acknowledged only within one count).
+    pub markers_dropped: AtomicU64,
     failures: Mutex<BTreeMap<String, u64>>,
     shards: Mutex<BTreeMap<String, ShardProgress>>,
 }

@@ -81,6 +81,18 @@ pub struct Writer {
     /// Nodes whose replicas did not acknowledge a `WAIT` in time: not waited for again until
     /// the topology is read again ([`Writer::reset`]).
     lagging: HashSet<String>,
+    /// What this lane's markers were acknowledged to hold by a node no replica of which is
+    /// known to have it: per slot on a cluster target, `None` for a standalone target's lane
+    /// marker — with the node and the position. Checked after every reconnection
+    /// ([`Writer::verify_acknowledged`]); forgotten once a `WAIT` on that node confirms it, or
+    /// when the markers are deleted.
+    unverified: HashMap<Option<u16>, (String, Position)>,
+    /// A reconnection happened since `unverified` was last checked.
+    verify: bool,
+    /// [`Stats::markers_dropped`] when `unverified` was recorded, and when the batch being
+    /// read was sent: entries from before a flush are not evidence of anything.
+    generation: u64,
+    sent_generation: u64,
 }
 
 /// Which command of which op an item is (`cmd: None`: a whole transaction unit).
@@ -173,6 +185,10 @@ impl Writer {
             rounds: RETRY_ROUNDS,
             wait_replicas: false,
             lagging: HashSet::new(),
+            unverified: HashMap::new(),
+            verify: false,
+            generation: 0,
+            sent_generation: 0,
         }
     }
 
@@ -208,13 +224,121 @@ impl Writer {
     /// Replaces the slot map (after a topology refresh) and drops every connection.
     pub fn reset(&mut self, map: SlotMap) {
         self.map = map;
-        self.nodes.clear();
         self.lagging.clear();
+        self.disconnect();
     }
 
-    /// Drops every connection (after a failure).
+    /// Drops every connection (after a failure). Before the next batch the target is asked
+    /// whether it still holds what it acknowledged ([`Writer::verify_acknowledged`]).
     pub fn disconnect(&mut self) {
         self.nodes.clear();
+        self.verify = !self.unverified.is_empty();
+    }
+
+    /// After a reconnection: asks the target whether this lane's markers still hold the
+    /// positions it acknowledged without a replica known to have them. A node restarted
+    /// without its data, or a replica promoted in place of a master it had not caught up with,
+    /// no longer holds writes replay counted as applied and will not send again: each such
+    /// marker is reported as a failure of kind `lost` (exit 1), never passed over silently.
+    /// A connection failure here is one like any other (the caller reconnects and asks again).
+    async fn verify_acknowledged(&mut self) -> std::result::Result<(), Failure> {
+        let Some(marker) = self.marker.clone() else {
+            self.verify = false;
+            return Ok(());
+        };
+        let generation = self.markers_generation();
+        if generation != self.generation {
+            self.unverified.clear();
+            self.verify = false;
+            return Ok(());
+        }
+        let mut now: Vec<(Option<u16>, Option<Position>)> = Vec::new();
+        if self.unverified.contains_key(&None) {
+            now.push((None, self.marker_position().await?));
+        }
+        let slots: Vec<u16> = self.unverified.keys().filter_map(|s| *s).collect();
+        if !slots.is_empty() {
+            let field = marker.lane.to_string().into_bytes();
+            let replies = self
+                .per_slot(&slots, |s| {
+                    vec![b"HGET".to_vec(), marker.slot_key(s), field.clone()]
+                })
+                .await?;
+            now.extend(
+                replies
+                    .into_iter()
+                    .map(|(s, f)| (Some(s), f.as_str().and_then(parse_marker).map(|(p, _)| p))),
+            );
+        }
+        self.verify = false;
+        if self.markers_generation() != generation {
+            // a flush ran meanwhile: what was read proves nothing
+            self.unverified.clear();
+            return Ok(());
+        }
+        for (slot, holds) in now {
+            let Some((addr, acked)) = self.unverified.get(&slot).cloned() else {
+                continue;
+            };
+            if holds.is_some_and(|h| h >= acked) {
+                continue;
+            }
+            self.unverified.remove(&slot);
+            let place = match slot {
+                Some(s) => format!("slot {s} (lane {})", marker.lane),
+                None => format!("lane {}", marker.lane),
+            };
+            let holds = holds.map_or("nothing".to_string(), |h| h.to_string());
+            self.stats.fail(
+                &self.shard,
+                &addr,
+                "lost",
+                "-",
+                None,
+                acked,
+                &format!(
+                    "the target lost writes it had acknowledged: {place} was applied up to {acked} on {addr}, its marker now holds {holds} (a failover to a replica that had not received them, or a restart without the data); they are not sent again: replay into an emptied target to repair, `shake compare` shows the keys"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Records that `slot`'s marker (`None`: the lane's) was acknowledged at `p` by `addr`.
+    fn acknowledged(&mut self, slot: Option<u16>, addr: &str, p: Position) {
+        if self.marker.is_none() || self.dry_run {
+            return;
+        }
+        let now = self.markers_generation();
+        if now != self.sent_generation {
+            return; // a flush sent since this batch may have removed its marker
+        }
+        if now != self.generation {
+            self.unverified.clear();
+            self.generation = now;
+        }
+        self.unverified.insert(slot, (addr.to_string(), p));
+    }
+
+    fn markers_generation(&self) -> u64 {
+        self.stats
+            .markers_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notes the batch about to be sent: counts it in [`Stats::markers_dropped`] first if it
+    /// flushes.
+    fn sending(&mut self, ops: &[Op]) {
+        if !self.dry_run
+            && ops
+                .iter()
+                .any(|o| o.unit.cmds().iter().any(super::partition::drops_markers))
+        {
+            self.stats
+                .markers_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.sent_generation = self.markers_generation();
     }
 
     async fn node(&mut self, addr: &str) -> std::result::Result<&mut Node, Failure> {
@@ -356,6 +480,12 @@ impl Writer {
         if self.dry_run {
             return Ok(());
         }
+        // what the markers hold is checked before they go (a restart while idle), then no
+        // longer tracked: the checkpoint file holds it now
+        if self.verify {
+            self.verify_acknowledged().await?;
+        }
+        self.unverified.clear();
         if self.map.is_cluster() {
             let slots: Vec<u16> = self.touched.iter().copied().collect();
             self.per_slot(&slots, |s| vec![b"DEL".to_vec(), marker.slot_key(s)])
@@ -462,6 +592,10 @@ impl Writer {
     /// written while the server works on this one. Atomic batches are used for stream ops on a
     /// standalone target; otherwise commands are pipelined per node.
     pub async fn begin(&mut self, ops: &[Op]) -> std::result::Result<Pending, Failure> {
+        if self.verify {
+            self.verify_acknowledged().await?;
+        }
+        self.sending(ops);
         let n: u64 = ops.iter().map(|o| o.len() as u64).sum();
         let bytes: u64 = ops.iter().map(Op::wire_len).sum();
         let kind = if self.dry_run {
@@ -499,6 +633,7 @@ impl Writer {
         match p.kind {
             PendingKind::Dry => {}
             PendingKind::Atomic(r) => {
+                let addr = r.addr.clone();
                 if let Some(dropped) = self.read_atomic(ops, r).await? {
                     tracing::warn!(shard = %self.shard, "a batch was refused by EXEC (commands rejected when queued, reported above): sending the rest again");
                     let r = self.send_atomic(ops, dropped).await?;
@@ -509,6 +644,9 @@ impl Writer {
                             what: format!("a batch ending at {last} was refused twice by EXEC"),
                         }));
                     }
+                }
+                if let Some(last) = ops.last() {
+                    self.acknowledged(None, &addr, last.position);
                 }
             }
             PendingKind::Plain(round) => self.finish_plain(ops, round).await?,
@@ -524,12 +662,16 @@ impl Writer {
     /// an atomic batch its marker covers (standalone), the slot transactions whose slot marker
     /// covers them (cluster). Without markers everything is sent again.
     pub async fn resend(&mut self, ops: &[Op]) -> std::result::Result<(), Failure> {
+        if self.verify {
+            self.verify_acknowledged().await?;
+        }
         if self.atomic() && !self.map.is_cluster() && all_stream(ops) {
             let last = ops.last().map(|o| o.position).unwrap_or_default();
             if self.marker_position().await?.is_some_and(|m| m >= last) {
                 return Ok(()); // applied before the connection broke
             }
         } else if let Some(groups) = self.slot_groups(ops) {
+            self.sending(ops);
             let groups = self.unapplied(groups).await?;
             let n = groups.iter().map(|g| g.cmds.len() as u64).sum();
             let bytes = groups
@@ -556,16 +698,20 @@ impl Writer {
     /// behind): warned about, and the node's replicas are not waited for again until the
     /// topology is read again (a refresh after a connection failure) — waiting a second per
     /// round would stall the replay.
-    fn replicated(&mut self, addr: &str, n: usize, reply: &Frame) {
-        if !matches!(reply, Frame::Integer(k) if *k >= n as i64)
-            && self.lagging.insert(addr.to_string())
-        {
+    fn replicated(&mut self, addr: &str, n: usize, reply: &Frame) -> bool {
+        let all = matches!(reply, Frame::Integer(k) if *k >= n as i64);
+        if all {
+            // everything this connection wrote before the WAIT is on every replica
+            self.unverified.retain(|_, (a, _)| a != addr);
+        }
+        if !all && self.lagging.insert(addr.to_string()) {
             tracing::warn!(
                 shard = %self.shard,
                 node = %addr,
-                "its {n} replica(s) did not all acknowledge within {WAIT_MS} ms ({reply:?}): no longer waited for until the topology is read again; writes not yet replicated would be lost if it failed now"
+                "its {n} replica(s) did not all acknowledge within {WAIT_MS} ms ({reply:?}): no longer waited for until the topology is read again; writes not yet replicated would be lost if it failed now (replay would report them, kind `lost`)"
             );
         }
+        all
     }
 
     /// The error after the rounds of redirections or transient refusals ran out.
@@ -913,7 +1059,9 @@ impl Writer {
             for (e, it) in ex {
                 let f = self.read(addr).await?;
                 match e {
-                    Expect::Wait(n) => self.replicated(addr, n, &f),
+                    Expect::Wait(n) => {
+                        self.replicated(addr, n, &f);
+                    }
                     Expect::Internal => {
                         if let Frame::Error(m) = f {
                             let m = String::from_utf8_lossy(&m).into_owned();

@@ -253,6 +253,7 @@ impl Writer {
         let mut again = Vec::new();
         let mut wait = false;
         for addr in &order {
+            let mut applied: Vec<(u16, Position)> = Vec::new();
             for mut g in per_node.remove(addr).unwrap_or_default() {
                 if let Frame::Error(m) = self.read(addr).await? {
                     return Err(Failure::Fatal(Error::Protocol {
@@ -300,6 +301,7 @@ impl Writer {
                 }
                 match exec {
                     Frame::Array(replies) => {
+                        applied.push((g.slot, g.last));
                         for (&(i, j), r) in g.cmds.iter().zip(replies) {
                             if let Frame::Error(m) = r {
                                 let m = String::from_utf8_lossy(&m).into_owned();
@@ -326,9 +328,17 @@ impl Writer {
                     }
                 }
             }
-            if let Some(&n) = waits.get(addr) {
-                let acked = self.read(addr).await?;
-                self.replicated(addr, n, &acked);
+            let replicated = match waits.get(addr) {
+                Some(&n) => {
+                    let acked = self.read(addr).await?;
+                    self.replicated(addr, n, &acked)
+                }
+                None => false,
+            };
+            if !replicated {
+                for (slot, last) in applied {
+                    self.acknowledged(Some(slot), addr, last);
+                }
             }
         }
         Ok((again, wait))
