@@ -504,23 +504,12 @@ fn target_restart_mid_stream_is_retried_and_resumed_exactly() {
         .arg("appendonly", "yes")
         .arg("appendfsync", "always")
         .start();
-    let jt = j.to_str().unwrap().to_string();
     let url = target.url();
-    let child = spawn_shake(&[
-        "replay",
-        &jt,
-        "--target",
-        &url,
-        "--pipeline",
-        "64",
-        "--max-ops",
-        "2000",
-    ]);
-    std::thread::sleep(Duration::from_millis(700));
-    target.kill9();
-    std::thread::sleep(Duration::from_millis(800));
-    target.restart();
-    let out = finish(child);
+    let out = replay_through_a_crash(&j, &url, &[], || {
+        target.kill9();
+        std::thread::sleep(Duration::from_millis(800));
+        target.restart();
+    });
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(!out.stdout.contains("reconnects 0"), "{}", out.stdout);
     let mut sc = source.client();
@@ -2110,6 +2099,31 @@ fn a_damaged_frame_stops_replay_naming_it_and_nothing_of_it_is_applied() {
     );
 }
 
+/// Replays `j` onto `url` slowly (`extra` added), runs `crash` 1.5 s in, and returns the
+/// finished replay's output.
+fn replay_through_a_crash(
+    j: &Path,
+    url: &str,
+    extra: &[&str],
+    crash: impl FnOnce(),
+) -> crate::support::Output {
+    let mut args = vec![
+        "replay",
+        j.to_str().unwrap(),
+        "--target",
+        url,
+        "--pipeline",
+        "64",
+        "--max-ops",
+        "2000",
+    ];
+    args.extend_from_slice(extra);
+    let child = spawn_shake(&args);
+    std::thread::sleep(Duration::from_millis(1500));
+    crash();
+    finish(child)
+}
+
 /// Regression (silent loss): a target killed mid-stream and restarted *without* its data no
 /// longer holds writes it had acknowledged, which replay counted as applied and does not send
 /// again. Replay used to carry on and exit 0 with the target missing them; it now asks the
@@ -2122,61 +2136,41 @@ fn a_target_restarted_without_its_data_is_reported_as_lost_writes() {
     let source = Server::start("7.0");
     let dir = tempfile::tempdir().unwrap();
     let j = capture(&source, dir.path(), |c| stream_writes(c, 3000));
-    let jt = j.to_str().unwrap().to_string();
-    let slow = ["--pipeline", "64", "--max-ops", "2000"];
+    let restart_empty = |s: &mut Server| {
+        s.kill9();
+        std::thread::sleep(Duration::from_millis(500));
+        s.restart();
+    };
+    let lost = "the target lost writes it had acknowledged";
 
     // standalone, no persistence: the restart comes back empty
     let mut target = Server::start("7.0");
     let url = target.url();
-    let mut args = vec!["replay", &jt, "--target", &url];
-    args.extend(slow);
-    let child = spawn_shake(&args);
-    std::thread::sleep(Duration::from_millis(1500));
-    target.kill9();
-    std::thread::sleep(Duration::from_millis(500));
-    target.restart();
-    let out = finish(child);
+    let out = replay_through_a_crash(&j, &url, &[], || restart_empty(&mut target));
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr
-            .contains("the target lost writes it had acknowledged"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(lost), "{}", out.stderr);
     assert!(out.stdout.contains("lost"), "{}", out.stdout);
 
-    // a cluster without replicas, one master restarted empty
+    // a cluster without replicas: the master holding the counter (written to all along)
+    // restarted empty
     let mut cluster = Cluster::start("7.0", 3, 0);
     let url = cluster.url();
-    let mut args = vec!["replay", &jt, "--target", &url];
-    args.extend(slow);
-    args.extend(["--map-db", "3:0", "--map-db", "5:0"]);
-    let child = spawn_shake(&args);
-    std::thread::sleep(Duration::from_millis(1500));
-    // the master holding the counter, written to all along
-    let victim = cluster
-        .masters()
-        .iter()
-        .find(|m| {
-            m.client()
-                .try_cmd(&["EXISTS", "counter"])
-                .ok()
-                .and_then(|f| f.as_int())
-                == Some(1)
-        })
-        .expect("a master holds the counter")
-        .port;
-    let node = cluster.nodes.iter_mut().find(|n| n.port == victim).unwrap();
-    node.kill9();
-    std::thread::sleep(Duration::from_millis(500));
-    node.restart();
-    let out = finish(child);
+    let mut victim = 0;
+    let out = replay_through_a_crash(&j, &url, &["--map-db", "3:0", "--map-db", "5:0"], || {
+        victim = cluster
+            .masters()
+            .iter()
+            .find(|m| m.client().try_cmd(&["EXISTS", "counter"]).unwrap().as_int() == Some(1))
+            .expect("a master holds the counter")
+            .port;
+        let node = cluster.nodes.iter_mut().find(|n| n.port == victim).unwrap();
+        restart_empty(node);
+    });
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let node = format!("127.0.0.1:{victim}");
     assert!(
-        out.stderr
-            .contains("the target lost writes it had acknowledged")
-            && out.stderr.contains(&format!("127.0.0.1:{victim}")),
-        "names the node: {}",
+        out.stderr.contains(lost) && out.stderr.contains(&node),
+        "names {node}: {}",
         out.stderr
     );
 }
