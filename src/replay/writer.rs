@@ -229,7 +229,7 @@ impl Writer {
     }
 
     /// Drops every connection (after a failure). Before the next batch the target is asked
-    /// whether it still holds what it acknowledged ([`Writer::verify_acknowledged`]).
+    /// whether it still holds what it acknowledged (see `verify_acknowledged`).
     pub fn disconnect(&mut self) {
         self.nodes.clear();
         self.verify = !self.unverified.is_empty();
