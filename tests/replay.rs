@@ -2174,3 +2174,51 @@ fn a_target_restarted_without_its_data_is_reported_as_lost_writes() {
         out.stderr
     );
 }
+
+/// The lost-writes check also runs when replay ends, not only after a reconnection: a master
+/// restarted empty that no lane writes to again (its slots' keys were written early in the
+/// stream only) never breaks a connection, and was missed before the markers were deleted.
+#[test]
+fn writes_lost_by_a_node_not_written_to_again_are_reported_at_the_end() {
+    use shake::net::slot::slot_tag;
+    let source = Server::start("7.0");
+    let dir = tempfile::tempdir().unwrap();
+    // slots 100, 8000 and 15000: one per master of an evenly split 3-master cluster
+    let (early, b, c) = (
+        format!("{{{}}}:early", slot_tag(100)),
+        format!("{{{}}}:n", slot_tag(8000)),
+        format!("{{{}}}:n", slot_tag(15000)),
+    );
+    let j = capture(&source, dir.path(), |cl| {
+        for _ in 0..200 {
+            cl.cmd(&["INCR", &early]);
+        }
+        for _ in 0..4000 {
+            cl.cmd(&["INCR", &b]);
+            cl.cmd(&["INCR", &c]);
+        }
+    });
+    let mut cluster = Cluster::start("7.0", 3, 0);
+    let url = cluster.url();
+    let mut victim = 0;
+    let out = replay_through_a_crash(&j, &url, &[], || {
+        victim = cluster
+            .masters()
+            .iter()
+            .find(|m| m.client().try_cmd(&["EXISTS", &early]).unwrap().as_int() == Some(1))
+            .expect("a master holds the early key")
+            .port;
+        let node = cluster.nodes.iter_mut().find(|n| n.port == victim).unwrap();
+        node.kill9();
+        std::thread::sleep(Duration::from_millis(300));
+        node.restart();
+    });
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("the target lost writes it had acknowledged")
+            && out.stderr.contains(&format!("127.0.0.1:{victim}")),
+        "{}",
+        out.stderr
+    );
+}

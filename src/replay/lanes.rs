@@ -29,6 +29,9 @@ use super::{Permit, RetryState, ShardCtx, recover, retry, send};
 pub(super) enum Job {
     /// Send these ops (one journal range's share for this lane) and report.
     Batch(Batch),
+    /// Check that the target still holds what this lane's markers were acknowledged to hold
+    /// (before any lane deletes markers).
+    VerifyMarkers,
     /// Delete the shard's markers (the checkpoint file now holds every lane's position).
     ClearMarkers,
 }
@@ -45,7 +48,7 @@ pub(super) struct Batch {
 
 /// A lane's report.
 pub(super) struct Done {
-    /// `None` for [`Job::ClearMarkers`].
+    /// `None` for [`Job::VerifyMarkers`] and [`Job::ClearMarkers`].
     pub round: Option<u64>,
     /// The ops of the batch (counted once acknowledged).
     pub ops: Vec<Op>,
@@ -88,9 +91,14 @@ pub(super) async fn run(
         };
         let ok = match job {
             None => finish_front(&ctx, &mut writer, &mut inflight, &done).await,
-            Some(Job::ClearMarkers) => {
+            Some(job @ (Job::VerifyMarkers | Job::ClearMarkers)) => {
                 drain(&ctx, &mut writer, &mut inflight, &done).await && {
-                    let result = retry(&ctx, &mut writer, |w| Box::pin(w.clear_marker())).await;
+                    let result = match job {
+                        Job::VerifyMarkers => {
+                            retry(&ctx, &mut writer, |w| Box::pin(w.verify_markers())).await
+                        }
+                        _ => retry(&ctx, &mut writer, |w| Box::pin(w.clear_marker())).await,
+                    };
                     let ok = result.is_ok();
                     let _ = done.send(Done {
                         round: None,

@@ -870,14 +870,26 @@ impl Dispatch {
     }
 }
 
-/// Asks every lane to delete the shard's markers it knows of (every lane idle) and waits for
-/// them all.
+/// Asks every lane to check that the target still holds what its markers were acknowledged
+/// to hold, then — once all have — to delete the shard's markers it knows of (every lane
+/// idle), and waits for them all. Two steps: on a standalone target lane 0 deletes every
+/// lane's marker, which another lane would then find missing.
 async fn clear_markers(
     lane_tx: &[tokio::sync::mpsc::Sender<lanes::Job>],
     done_rx: &mut tokio::sync::mpsc::UnboundedReceiver<lanes::Done>,
 ) -> Result<()> {
+    all_lanes(lane_tx, done_rx, || lanes::Job::VerifyMarkers).await?;
+    all_lanes(lane_tx, done_rx, || lanes::Job::ClearMarkers).await
+}
+
+/// Sends `job()` to every lane and waits for each one's report.
+async fn all_lanes(
+    lane_tx: &[tokio::sync::mpsc::Sender<lanes::Job>],
+    done_rx: &mut tokio::sync::mpsc::UnboundedReceiver<lanes::Done>,
+    job: impl Fn() -> lanes::Job,
+) -> Result<()> {
     for tx in lane_tx {
-        if tx.send(lanes::Job::ClearMarkers).await.is_err() {
+        if tx.send(job()).await.is_err() {
             return Err(Error::Invalid("a connection task ended".into()));
         }
     }

@@ -304,6 +304,16 @@ impl Writer {
         Ok(())
     }
 
+    /// Checks that the target still holds what this lane's markers were acknowledged to hold
+    /// (see `verify_acknowledged`), before the markers are deleted: a node may have lost it
+    /// without this lane noticing (no write to it since, so no broken connection).
+    pub async fn verify_markers(&mut self) -> std::result::Result<(), Failure> {
+        if self.dry_run || self.unverified.is_empty() {
+            return Ok(());
+        }
+        self.verify_acknowledged().await
+    }
+
     /// Records that `slot`'s marker (`None`: the lane's) was acknowledged at `p` by `addr`.
     fn acknowledged(&mut self, slot: Option<u16>, addr: &str, p: Position) {
         if self.marker.is_none() || self.dry_run {
@@ -480,12 +490,10 @@ impl Writer {
         if self.dry_run {
             return Ok(());
         }
-        // what the markers hold is checked before they go (a restart while idle), then no
-        // longer tracked: the checkpoint file holds it now
-        if self.verify {
-            self.verify_acknowledged().await?;
-        }
+        // no longer tracked: the checkpoint file holds it now (checked just before,
+        // `verify_markers`)
         self.unverified.clear();
+        self.verify = false;
         if self.map.is_cluster() {
             let slots: Vec<u16> = self.touched.iter().copied().collect();
             self.per_slot(&slots, |s| vec![b"DEL".to_vec(), marker.slot_key(s)])
