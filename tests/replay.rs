@@ -6,8 +6,8 @@
 //! writes, module keys without the module, MOVED/ASK, cluster ↔ standalone.
 
 use crate::support::{
-    Client, Cluster, Server, digest, finish, kill, populate_every_type, shake, shake_run,
-    spawn_shake, wait_caught_up, wait_snapshot_in_journal, wait_until,
+    Client, Cluster, LiveCapture, Server, digest, finish, kill, populate_every_type, shake,
+    shake_run, spawn_shake, wait_caught_up, wait_snapshot_in_journal, wait_until,
 };
 use shake::journal::{Record, RecoveryMode, ShardReader};
 use std::path::{Path, PathBuf};
@@ -62,26 +62,12 @@ fn stream_writes(c: &mut Client, rounds: usize) {
 /// Captures `source` (snapshot, then `writes` while the capture runs) into `<dir>/j`.
 fn capture(source: &Server, dir: &Path, writes: impl FnOnce(&mut Client)) -> PathBuf {
     let j = dir.join("j");
-    let cap = spawn_shake(&[
-        "capture",
-        "--source",
-        &source.url(),
-        "--journal",
-        j.to_str().unwrap(),
-    ]);
-    wait_until(30, "the capture replica to connect", || {
-        source
-            .client()
-            .text(&["INFO", "replication"])
-            .contains("slave0:")
-    });
+    let cap = LiveCapture::start(&source.url(), &j, &[], source, 1);
     wait_caught_up(source);
     wait_snapshot_in_journal(&j);
     writes(&mut source.client());
     wait_caught_up(source);
-    kill(cap.id(), "TERM");
-    let out = finish(cap);
-    assert_eq!(out.code, 0, "capture: {}", out.stderr);
+    cap.stop();
     j
 }
 
@@ -1264,14 +1250,8 @@ fn a_flush_of_one_source_shard_deletes_only_its_slots() {
     let source = Cluster::start("7.0", 3, 0);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
-    let cap = spawn_shake(&[
-        "capture",
-        "--source",
-        &source.url(),
-        "--journal",
-        j.to_str().unwrap(),
-    ]);
     let masters = source.masters();
+    let cap = LiveCapture::start(&source.url(), &j, &[], masters[0], 1);
     for m in &masters {
         wait_until(30, "capture attached to every master", || {
             m.client()
@@ -1305,9 +1285,7 @@ fn a_flush_of_one_source_shard_deletes_only_its_slots() {
     for m in &masters {
         wait_caught_up(m);
     }
-    kill(cap.id(), "TERM");
-    let out = finish(cap);
-    assert_eq!(out.code, 0, "capture: {}", out.stderr);
+    cap.stop();
     let want = cluster_strings(&masters);
     assert_eq!(want.len(), 40 * 2 + 40 * 3);
 
@@ -1491,14 +1469,7 @@ fn a_replica_down_on_the_target_is_warned_about_and_not_waited_for() {
         (1..=2).contains(&waits),
         "WAITs sent to the lagging master: {waits}"
     );
-    cluster.nodes[down].restart();
-    wait_until(30, "the replica to rejoin", || {
-        cluster.nodes[down]
-            .client()
-            .info_field("replication", "master_link_status")
-            .as_deref()
-            == Some("up")
-    });
+    cluster.rejoin_as_replica(down);
     assert_cluster_holds_source(&mut source.client(), &cluster);
 }
 
@@ -1531,21 +1502,7 @@ fn a_master_killed_mid_replay_is_failed_over_and_nothing_is_lost() {
         "the kill must land mid-stream: {}",
         out.stdout
     );
-    cluster.nodes[victim].restart(); // back as a replica of the promoted one
-    for n in &cluster.nodes {
-        wait_until(30, "the cluster to settle", || {
-            n.client()
-                .text(&["CLUSTER", "INFO"])
-                .contains("cluster_state:ok")
-        });
-    }
-    wait_until(30, "the old master to rejoin as a replica", || {
-        cluster.nodes[victim]
-            .client()
-            .info_field("replication", "role")
-            .as_deref()
-            == Some("slave")
-    });
+    cluster.rejoin_as_replica(victim); // back as a replica of the promoted one
     assert_cluster_holds_source(&mut source.client(), &cluster);
 }
 

@@ -1229,12 +1229,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
         return Ok(Step::Go);
     }
     let record = match e.rec {
-        Rec::Command(c) => {
-            if rc.until.beyond(pos.offset, Some(c.time_ms)) {
-                return stop();
-            }
-            return hand_on(rc, out, rc.stream.command(c, pos)?);
-        }
+        Rec::Command(c) => return stream_command(rc, out, c, pos),
         Rec::Other(r) => r,
     };
     let op = match record {
@@ -1325,12 +1320,8 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
             None
         }
         Record::SnapshotEnd(_) => Some(Op::checkpoint_only(pos, Phase::Stream)),
-        Record::Command(c) => {
-            if rc.until.beyond(pos.offset, Some(c.time_ms)) {
-                return stop();
-            }
-            rc.stream.command(c.into(), pos)?
-        }
+        // (`feed` turns commands into `Rec::Command`; kept for completeness)
+        Record::Command(c) => return stream_command(rc, out, c.into(), pos),
         Record::Transaction(t) => {
             if rc.until.beyond(pos.offset, Some(t.time_ms)) {
                 return stop();
@@ -1340,6 +1331,14 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
         Record::Marker(_) | Record::SnapshotBegin(_) => None,
     };
     hand_on(rc, out, op)
+}
+
+/// One command of the stream at `pos`: the end of the replay past `--until`, else its op.
+fn stream_command(rc: &ReadCtx, out: &Outbox, c: stream::Command, pos: Position) -> Result<Step> {
+    if rc.until.beyond(pos.offset, Some(c.time_ms)) {
+        return Ok(Step::Stop);
+    }
+    hand_on(rc, out, rc.stream.command(c, pos)?)
 }
 
 /// Hands `op` (if any) to the dispatcher once the memory budget has room for it.

@@ -351,6 +351,26 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no replica of the master on port {port}"))
     }
 
+    /// Starts node `i` again (after a kill) and waits until every node says
+    /// `cluster_state:ok` and node `i` is a replica with its link to its master up: a replica
+    /// coming back, or a master that was failed over rejoining as a replica of its successor.
+    pub fn rejoin_as_replica(&mut self, i: usize) {
+        self.nodes[i].restart();
+        for n in &self.nodes {
+            wait_until(30, "the cluster to settle", || {
+                n.client()
+                    .text(&["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            });
+        }
+        let node = &self.nodes[i];
+        wait_until(30, "the node to rejoin as a replica", || {
+            let mut c = node.client();
+            c.info_field("replication", "role").as_deref() == Some("slave")
+                && c.info_field("replication", "master_link_status").as_deref() == Some("up")
+        });
+    }
+
     /// The nodes that are currently masters.
     pub fn masters(&self) -> Vec<&Server> {
         self.nodes
