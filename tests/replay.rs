@@ -1305,6 +1305,163 @@ fn a_flush_of_one_source_shard_deletes_only_its_slots() {
     assert_eq!(cluster_strings(&[&standalone]), want);
 }
 
+/// Gives the slot of `key` (and `key`, when it exists) from the master `from` to `to` of
+/// `cluster`, as `redis-cli --cluster reshard` does.
+fn move_slot(cluster: &Cluster, key: &str, from: &Server, to: &Server) {
+    let slot = shake::net::slot::key_slot(key.as_bytes()).to_string();
+    let id = |n: &Server| n.client().text(&["CLUSTER", "MYID"]);
+    let (from_id, to_id) = (id(from), id(to));
+    to.client()
+        .cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+    from.client()
+        .cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+    let port = to.port.to_string();
+    from.client()
+        .cmd(&["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", key]);
+    for n in &cluster.nodes {
+        n.client()
+            .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+    }
+}
+
+/// Regression: a flush of one source shard deleted the keys of the slots that shard served
+/// when the journal was created. After a slot had moved from that master to another, the
+/// keys written there since (journaled by the other master's shard) were deleted on the
+/// target too — lost without a word — and the keys of a slot that had moved in were kept.
+/// The shard's slots now follow the topology markers capture writes: the target ends equal
+/// to the source. (The slots move empty: a key moved with its slot is journaled in two
+/// shards, see docs/replay.md.)
+#[test]
+fn a_flush_after_slots_moved_deletes_the_slots_the_master_then_served() {
+    let source = Cluster::start("7.0", 3, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let masters = source.masters();
+    let cap = LiveCapture::start(&source.url(), &j, &[], masters[0], 1);
+    for m in &masters {
+        wait_until(30, "capture attached to every master", || {
+            m.client()
+                .text(&["INFO", "replication"])
+                .contains("slave0:")
+        });
+        wait_caught_up(m);
+    }
+    wait_snapshot_in_journal(&j);
+    // a slot of masters[0] and one of masters[1], neither the first of a range (a shard
+    // follows the master of its first slot), named by a key in each
+    let owned_by = |n: &Server, prefix: &str| {
+        (0..)
+            .map(|i| format!("{prefix}:{i}"))
+            .find(|k| {
+                let slot = shake::net::slot::key_slot(k.as_bytes());
+                ![0, 5461, 10923].contains(&slot)
+                    && !n.client().try_cmd(&["GET", k]).unwrap().is_error()
+            })
+            .unwrap()
+    };
+    let out = owned_by(masters[0], "out");
+    let inn = owned_by(masters[1], "in");
+    let moving = [&out, &inn].map(|k| shake::net::slot::key_slot(k.as_bytes()));
+    let write = |i: usize, m: &Server, count: usize| {
+        let mut c = m.client();
+        let mut written = 0;
+        for n in 0.. {
+            let k = format!("pre{i}:{n}");
+            if moving.contains(&shake::net::slot::key_slot(k.as_bytes())) {
+                continue; // the moving slots stay empty
+            }
+            if !c.try_cmd(&["SET", &k, &k]).unwrap().is_error() {
+                written += 1;
+                if written == count {
+                    break;
+                }
+            }
+        }
+    };
+    for (i, m) in masters.iter().enumerate() {
+        write(i, m, 20);
+    }
+    move_slot(&source, &out, masters[0], masters[1]);
+    move_slot(&source, &inn, masters[1], masters[0]);
+    masters[1].client().cmd(&["SET", &out, "kept"]);
+    masters[0].client().cmd(&["SET", &inn, "flushed"]);
+    // capture reads the layout every 5 s and journals the change in every shard
+    std::thread::sleep(Duration::from_secs(7));
+    // the flushed shard has much more to replay before its flush than the others
+    write(0, masters[0], 3000);
+    masters[0].client().cmd(&["FLUSHALL"]);
+    for m in &masters {
+        wait_caught_up(m);
+    }
+    cap.stop();
+    let want = cluster_strings(&masters);
+    assert!(want.contains(&(out.clone(), "kept".into())), "{want:?}");
+    assert_eq!(want.len(), 1 + 20 * 2, "{want:?}");
+
+    let standalone = Server::start("7.0");
+    let replayed = replay(&j, &standalone.url(), &[]);
+    assert_eq!(replayed.code, 0, "{}\n{}", replayed.stdout, replayed.stderr);
+    assert_eq!(cluster_strings(&[&standalone]), want);
+    assert!(
+        replayed.stderr.contains("the source's layout changed"),
+        "{}",
+        replayed.stderr
+    );
+}
+
+/// A key moved with its slot between source masters while capture ran is in two shards'
+/// streams (the old master's `DEL`, the new one's `RESTORE-ASKING` and the writes after),
+/// which replay applies without order between them: the target could end with an older
+/// value or without the key. Not yet ordered (docs/replay.md, "Not done yet"), so never
+/// silent: the key is named in a warning and the summary counts it.
+#[test]
+fn a_key_moved_between_source_masters_is_named_in_a_warning() {
+    let source = Cluster::start("7.0", 3, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("j");
+    let masters = source.masters();
+    let cap = LiveCapture::start(&source.url(), &j, &[], masters[0], 1);
+    for m in &masters {
+        wait_until(30, "capture attached to every master", || {
+            m.client()
+                .text(&["INFO", "replication"])
+                .contains("slave0:")
+        });
+        wait_caught_up(m);
+    }
+    wait_snapshot_in_journal(&j);
+    let key = (0..)
+        .map(|i| format!("moving:{i}"))
+        .find(|k| {
+            !masters[0]
+                .client()
+                .try_cmd(&["SET", k, "before"])
+                .unwrap()
+                .is_error()
+        })
+        .unwrap();
+    move_slot(&source, &key, masters[0], masters[1]);
+    masters[1].client().cmd(&["SET", &key, "after"]);
+    for m in &masters {
+        wait_caught_up(m);
+    }
+    cap.stop();
+    let standalone = Server::start("7.0");
+    let out = replay(&j, &standalone.url(), &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("moved between source masters") && out.stderr.contains(&key),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("WARNING: 1 key(s) moved between source masters"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Replays `j` onto `cluster` (`--max-retries 2` and `extra`) while the slot of `key` is being
 /// migrated: held 6 s, then given to the other node. The replay must wait it out (exit 0,
 /// saying the slot is being migrated); its output and the slot's new owner are returned.

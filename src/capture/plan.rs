@@ -282,6 +282,34 @@ pub fn describe(t: &topology::Topology) -> String {
         .join("; ")
 }
 
+/// A master's address and its inclusive slot ranges, as [`describe`] writes them.
+pub type MasterSlots = (String, Vec<(u16, u16)>);
+
+/// Reads back what [`describe`] wrote: each master's address and slot ranges, in order.
+/// `None` when `description` is not in that form (a journal's topology marker is text meant
+/// for people too; replay reads it to know which slots a source master served later on).
+pub fn parse_description(description: &str) -> Option<Vec<MasterSlots>> {
+    description
+        .split("; ")
+        .map(|master| {
+            let (addr, ranges) = master.rsplit_once(' ')?;
+            if addr.is_empty() || addr.contains([' ', ';']) {
+                return None;
+            }
+            let ranges = ranges
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(|r| {
+                    let (a, b) = r.split_once('-')?;
+                    let (a, b) = (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?);
+                    (a <= b && b < crate::net::slot::SLOTS).then_some((a, b))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some((addr.to_string(), ranges))
+        })
+        .collect()
+}
+
 /// Watches a cluster's layout every `every`, through any of `seeds`, and publishes its
 /// description when it changes. Runs until the receivers are gone.
 pub async fn watch_topology(
@@ -394,4 +422,49 @@ pub enum FromRdbError {
         /// What went wrong, with the byte offset.
         source: super::snapshot::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::topology::{Mode, Node, Role, Shard, Topology};
+
+    fn master(host: &str, port: u16, slots: Vec<(u16, u16)>) -> Shard {
+        Shard {
+            slots,
+            master: Node {
+                id: None,
+                host: host.into(),
+                port,
+                role: Role::Master,
+                health: "online".into(),
+            },
+            replicas: vec![],
+        }
+    }
+
+    #[test]
+    fn a_description_reads_back_as_the_layout_it_describes() {
+        let t = Topology {
+            mode: Mode::Cluster,
+            shards: vec![
+                master("127.0.0.1", 7000, vec![(0, 99), (200, 5460)]),
+                master("::1", 7001, vec![(100, 199), (5461, 16383)]),
+                master("127.0.0.1", 7002, vec![]),
+            ],
+            described_by: None,
+        };
+        let d = describe(&t);
+        assert_eq!(
+            parse_description(&d).unwrap(),
+            vec![
+                ("127.0.0.1:7000".to_string(), vec![(0, 99), (200, 5460)]),
+                ("[::1]:7001".to_string(), vec![(100, 199), (5461, 16383)]),
+                ("127.0.0.1:7002".to_string(), vec![]),
+            ]
+        );
+        for bad in ["", "x", "a 1-", "a 5-2", "a 0-16384", "a 1-2;b 3-4"] {
+            assert_eq!(parse_description(bad), None, "{bad:?}");
+        }
+    }
 }

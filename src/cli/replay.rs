@@ -359,6 +359,12 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             println!("    would send {n} commands to {node}");
         }
     }
+    if s.migrated > 0 {
+        println!(
+            "  WARNING: {} key(s) moved between source masters during capture: their writes were replayed from two shards without order between them; check them (logged by name) with `shake compare`",
+            s.migrated
+        );
+    }
     if s.failed > 0 {
         println!("  FAILED: {} (by kind: {:?})", s.failed, s.failures);
     } else {

@@ -142,10 +142,13 @@ fn ended(pos: usize, what: &'static str) -> Malformed {
     Malformed::new(pos, format!("{what}, value ended"))
 }
 
-/// An RDB string read by [`string_at`]: a range of the input (raw bytes), or its expansion
+/// An RDB string read by [`decode_string`]: a range of the input (raw bytes), or its expansion
 /// (integers become decimal text, LZF is expanded).
-enum StrAt {
+#[derive(Debug, PartialEq, Eq)]
+pub enum StrAt {
+    /// The string is these bytes of the input.
     Slice(std::ops::Range<usize>),
+    /// The string, expanded.
     Owned(Vec<u8>),
 }
 
@@ -179,18 +182,12 @@ fn string_at(buf: &[u8], start: usize) -> MResult<(StrAt, usize)> {
 }
 
 /// Decodes the value of a string key (type 0) from its exact encoded bytes: the string
-/// [`decode`] returns as [`Value::String`], with the same errors, but owned and built without a
-/// shared buffer — a raw string keeps `value`'s allocation (its header is cut off), an
-/// integer or LZF string is its expansion.
-pub fn decode_string(mut value: Vec<u8>) -> MResult<Vec<u8>> {
-    match string_at(&value, 0)?.0 {
-        StrAt::Slice(r) => {
-            value.truncate(r.end);
-            value.drain(..r.start);
-            Ok(value)
-        }
-        StrAt::Owned(v) => Ok(v),
-    }
+/// [`decode`] returns as [`Value::String`], with the same errors, but as where it lies in
+/// `value` (a raw string: the caller slices it without a copy) or as its expansion (an integer
+/// or LZF string), so the caller decides where it is kept (replay builds it into a shared
+/// arena, never a buffer of its own per key).
+pub fn decode_string(value: &[u8]) -> MResult<StrAt> {
+    Ok(string_at(value, 0)?.0)
 }
 
 /// Decodes a value of type `t` from its exact encoded bytes.
@@ -723,7 +720,10 @@ mod tests {
         ]);
         for (i, c) in cases.into_iter().enumerate() {
             let want = decode(ObjectType::String, Bytes::from(c.clone()));
-            let got = decode_string(c);
+            let got = decode_string(&c).map(|at| match at {
+                StrAt::Slice(r) => c[r].to_vec(),
+                StrAt::Owned(v) => v,
+            });
             match (want, got) {
                 (Ok(Value::String(w)), Ok(g)) => assert_eq!(w, g, "case {i}"),
                 (Err(w), Err(g)) => {

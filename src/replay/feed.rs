@@ -1,35 +1,19 @@
-//! The journal's entries as the replay reader takes them: a stream command's arguments are
-//! copied out of the decompressed frame into a shared arena and handed on as [`Bytes`] slices
-//! of it; every other record is decoded into the journal's owned [`Record`].
-//!
-//! Why: replaying 2 M `SET`s, about a third of replay's CPU went to allocating each argument
-//! on the journal reader's thread, freeing it on a writer's thread (a cross-thread free, the
-//! allocator's slow path) and copying it, cache-cold, from wherever it had landed into the
-//! connection's buffer (docs/performance.md). Arena slices cost one allocation per [`CHUNK`]
-//! and an atomic count per argument, and lie next to each other in memory.
-//!
-//! # Memory
-//! A chunk lives until the last argument sliced from it is dropped, that is until its command
-//! is acknowledged. Chunks hold only the arguments of commands (not the frame's other bytes),
-//! which the replay's in-flight budget already counts, give or take a chunk per lane; an
-//! argument above [`OWN_ABOVE`] gets an allocation of its own, so a big value never keeps a
-//! chunk alive, nor a chunk a big value.
+//! The journal's entries as the replay reader takes them: a stream command's arguments, and a
+//! whole snapshot key's name and value, are copied out of the decompressed frame into a shared
+//! [`Arena`] and handed on as [`Bytes`] slices of it (the arena's module docs say why); every
+//! other record is decoded into the journal's owned [`Record`].
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::journal::frame;
 use crate::journal::reader::FrameRef;
 use crate::journal::record_ref::{EntryRef, RecordRef};
-use crate::journal::{Entry, Position, Record, ShardReader};
+use crate::journal::{Entry, KeyRecord, Position, Record, ShardReader};
 
+use super::arena::Arena;
 use super::stream::Command;
-
-/// Bytes per arena chunk.
-const CHUNK: usize = 64 << 10;
-/// Arguments longer than this are allocated on their own (see the module docs).
-const OWN_ABOVE: usize = 4 << 10;
 
 /// One journal entry as replay reads it.
 #[derive(Debug)]
@@ -45,8 +29,21 @@ pub(super) struct Item {
 pub(super) enum Rec {
     /// A stream command, arguments in the arena.
     Command(Command),
+    /// A snapshot key whose value is whole in its record (no chunks follow).
+    Key(Key),
     /// Any other record (never [`Record::Command`] when read through a [`Feed`]).
     Other(Record),
+}
+
+/// A snapshot key whose value is whole in its record, name and value in the arena.
+#[derive(Debug)]
+pub(super) struct Key {
+    /// The record without its name and value (those fields are empty).
+    pub meta: KeyRecord,
+    /// The key's name.
+    pub key: Bytes,
+    /// Its value, encoded as in the RDB.
+    pub value: Bytes,
 }
 
 impl From<Entry> for Item {
@@ -61,25 +58,6 @@ impl From<Entry> for Item {
             position: e.position,
             rec,
         }
-    }
-}
-
-/// Copies small byte strings into shared chunks (see the module docs).
-#[derive(Default)]
-struct Arena {
-    chunk: BytesMut,
-}
-
-impl Arena {
-    fn copy(&mut self, a: &[u8]) -> Bytes {
-        if a.len() > OWN_ABOVE {
-            return Bytes::copy_from_slice(a);
-        }
-        if self.chunk.capacity() < a.len() {
-            self.chunk = BytesMut::with_capacity(CHUNK);
-        }
-        self.chunk.extend_from_slice(a);
-        self.chunk.split().freeze()
     }
 }
 
@@ -151,38 +129,25 @@ fn item(e: &EntryRef<'_>, arena: &mut Arena) -> Item {
             time_ms: c.time_ms,
             argv: c.argv.iter().map(|a| arena.copy(a.0)).collect(),
         }),
+        RecordRef::Key(k) if k.chunks == 0 => Rec::Key(Key {
+            meta: KeyRecord {
+                db: k.db,
+                key: Vec::new(),
+                type_id: k.type_id,
+                expire_ms: k.expire_ms,
+                idle: k.idle,
+                freq: k.freq,
+                value_len: k.value_len,
+                chunks: 0,
+                value: Vec::new(),
+            },
+            key: arena.copy(k.key.0),
+            value: arena.copy(k.value.0),
+        }),
         _ => Rec::Other(e.to_owned().record),
     };
     Item {
         position: e.position,
         rec,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arena_slices_share_chunks_and_big_arguments_get_their_own() {
-        let mut a = Arena::default();
-        let x = a.copy(b"key:1");
-        let y = a.copy(b"value");
-        assert_eq!((&x[..], &y[..]), (&b"key:1"[..], &b"value"[..]));
-        // adjacent in one chunk
-        assert_eq!(x.as_ptr().wrapping_add(x.len()), y.as_ptr());
-        let big = vec![7u8; OWN_ABOVE + 1];
-        let b = a.copy(&big);
-        assert_eq!(&b[..], &big[..]);
-        let z = a.copy(b"z");
-        assert_eq!(y.as_ptr().wrapping_add(y.len()), z.as_ptr());
-        // a full chunk is replaced, the old one lives on in its slices
-        let mut last = z.clone();
-        for _ in 0..(CHUNK / OWN_ABOVE + 2) {
-            last = a.copy(&big[..OWN_ABOVE]);
-        }
-        assert_eq!(&last[..], &big[..OWN_ABOVE]);
-        assert_eq!((&x[..], &z[..]), (&b"key:1"[..], &b"z"[..]));
-        assert!(a.copy(b"").is_empty());
     }
 }

@@ -37,6 +37,7 @@
 //!
 //! The user-facing description is `docs/replay.md`.
 
+pub mod arena;
 pub mod bigkey;
 pub mod checkpoint;
 pub mod error;
@@ -65,6 +66,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::journal::{self, Position, Record, RecoveryMode, ShardReader};
 
@@ -182,8 +185,8 @@ pub async fn run(opts: ReplayOptions, stop: Arc<AtomicBool>, stats: Arc<Stats>) 
             shard_slots: manifest
                 .shards
                 .iter()
-                .find(|s| s.name == shard && manifest.shards.len() > 1 && !s.slots.is_empty())
-                .map(|s| Arc::new(s.slots.clone())),
+                .find(|s| s.name == shard && manifest.shards.len() > 1)
+                .and_then(|s| stream::ShardSlots::new(s.slots.clone())),
         };
         tasks.push((shard, tokio::spawn(replay_shard(Arc::new(ctx)))));
     }
@@ -223,8 +226,9 @@ struct ShardCtx {
     buckets: Arc<(Bucket, Bucket)>,
     journal_id: u64,
     journal_shards: usize,
-    /// This shard's source slot ranges in a multi-shard journal ([`StreamConverter::shard_slots`]).
-    shard_slots: Option<Arc<Vec<(u16, u16)>>>,
+    /// This shard's source slot ranges in a multi-shard journal, as the manifest gives them
+    /// ([`stream::ShardSlots`]).
+    shard_slots: Option<stream::ShardSlots>,
 }
 
 /// Bytes of converted ops allowed between the journal reader and the target (in KiB permits),
@@ -436,9 +440,9 @@ async fn drive(
         after,
         keys: KeyConverter::new(&ctx.target, opts.restore, opts.on_conflict)
             .plain_strings(opts.fold_sets),
+        shard_slots: ctx.shard_slots.clone(),
         stream: StreamConverter {
             journal_shards: ctx.journal_shards,
-            shard_slots: ctx.shard_slots.clone(),
             ..StreamConverter::new(
                 &shard,
                 ctx.target.is_cluster(),
@@ -1063,6 +1067,8 @@ struct ReadCtx {
     after: Option<Position>,
     keys: KeyConverter,
     stream: StreamConverter,
+    /// This shard's source slot ranges as the manifest gives them, in a multi-shard journal.
+    shard_slots: Option<stream::ShardSlots>,
     until: Until,
     follow: bool,
     stop: Arc<AtomicBool>,
@@ -1089,6 +1095,10 @@ struct ReadState {
     /// Chunks still to pass over of a key streamed to the target ([`bigkey`]).
     streamed: Option<u32>,
     last: Option<Position>,
+    /// Where snapshot keys' names, strings and encoded RESTOREs are built ([`arena`]).
+    arena: arena::Arena,
+    /// This shard's source slot ranges here, in a multi-shard journal.
+    slots: Option<stream::ShardSlots>,
 }
 
 /// What to do after one entry.
@@ -1157,6 +1167,8 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
         spilled: None,
         streamed: None,
         last: None,
+        arena: arena::Arena::default(),
+        slots: slots_before(rc, &reader)?,
     };
     for e in feed::Feed::new(&reader, rc.start) {
         let e = e.map_err(jerr)?;
@@ -1206,8 +1218,39 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
     Ok(())
 }
 
+/// The shard's source slot ranges where the replay starts: those of the manifest, moved on by
+/// the topology markers before `rc.start` (a resumed replay reads them again, the journal's
+/// frames before its checkpoint decoded once more; only in a multi-shard journal).
+fn slots_before(rc: &ReadCtx, reader: &ShardReader) -> Result<Option<stream::ShardSlots>> {
+    let Some(mut slots) = rc.shard_slots.clone() else {
+        return Ok(None);
+    };
+    if rc.start > Position::ZERO {
+        for e in feed::Feed::new(reader, Position::ZERO) {
+            let e = e.map_err(|e| Error::Journal {
+                shard: rc.shard.clone(),
+                cause: e,
+            })?;
+            if e.position >= rc.start {
+                break;
+            }
+            if let Rec::Other(Record::Marker(journal::Marker::Topology { description, .. })) =
+                &e.rec
+            {
+                slots.follow(description, &rc.shard, e.position);
+            }
+        }
+    }
+    Ok(Some(slots))
+}
+
 fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Result<Step> {
     let pos = e.position;
+    if let (Rec::Other(Record::Marker(journal::Marker::Topology { description, .. })), Some(s)) =
+        (&e.rec, &mut st.slots)
+    {
+        s.follow(description, &rc.shard, pos);
+    }
     let skip = rc.after.is_some_and(|a| pos <= a);
     let stop = || Ok(Step::Stop);
     if let Rec::Other(Record::SnapshotBegin(b)) = &e.rec {
@@ -1229,7 +1272,11 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
         return Ok(Step::Go);
     }
     let record = match e.rec {
-        Rec::Command(c) => return stream_command(rc, out, c, pos),
+        Rec::Command(c) => return stream_command(rc, st, out, c, pos),
+        Rec::Key(k) => {
+            let op = key_op(rc, st, k.meta, k.key, k.value, pos)?;
+            return hand_on(rc, out, op);
+        }
         Rec::Other(r) => r,
     };
     let op = match record {
@@ -1266,7 +1313,8 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
                 st.pending = Some((k, v));
                 return Ok(Step::Go);
             }
-            key_op(rc, st, k, v, pos)?
+            let key = Bytes::from(std::mem::take(&mut k.key));
+            key_op(rc, st, k, key, v.into(), pos)?
         }
         Record::ValueChunk(c) if st.streamed.is_some() => {
             // the key went to the target already; its last chunk moves the checkpoint past it
@@ -1312,7 +1360,9 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
                 length_differs(rc, &k, pos);
                 return Ok(Step::Go);
             }
-            key_op(rc, st, k, v, pos)?
+            let mut k = k;
+            let key = Bytes::from(std::mem::take(&mut k.key));
+            key_op(rc, st, k, key, v.into(), pos)?
         }
         Record::FunctionLibrary(f) => Some(rc.keys.function(&f.code, pos)),
         Record::ModuleAux(_) => {
@@ -1321,7 +1371,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
         }
         Record::SnapshotEnd(_) => Some(Op::checkpoint_only(pos, Phase::Stream)),
         // (`feed` turns commands into `Rec::Command`; kept for completeness)
-        Record::Command(c) => return stream_command(rc, out, c.into(), pos),
+        Record::Command(c) => return stream_command(rc, st, out, c.into(), pos),
         Record::Transaction(t) => {
             if rc.until.beyond(pos.offset, Some(t.time_ms)) {
                 return stop();
@@ -1334,11 +1384,26 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
 }
 
 /// One command of the stream at `pos`: the end of the replay past `--until`, else its op.
-fn stream_command(rc: &ReadCtx, out: &Outbox, c: stream::Command, pos: Position) -> Result<Step> {
+fn stream_command(
+    rc: &ReadCtx,
+    st: &ReadState,
+    out: &Outbox,
+    c: stream::Command,
+    pos: Position,
+) -> Result<Step> {
     if rc.until.beyond(pos.offset, Some(c.time_ms)) {
         return Ok(Step::Stop);
     }
-    hand_on(rc, out, rc.stream.command(c, pos)?)
+    if rc.stream.journal_shards > 1
+        && c.argv
+            .first()
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"RESTORE-ASKING"))
+    {
+        // a key moved in from another source master (Stats::migrated)
+        rc.stats.migrated.fetch_add(1, Relaxed);
+        tracing::warn!(shard = %rc.shard, %pos, key = %error::printable_key(c.argv.get(1).map_or(&[][..], |k| &k[..])), "this key moved between source masters during capture: its writes before the move are in another shard, replayed without order against these; check it with `shake compare`");
+    }
+    hand_on(rc, out, rc.stream.command(c, pos, st.slots.as_ref())?)
 }
 
 /// Hands `op` (if any) to the dispatcher once the memory budget has room for it.
@@ -1552,18 +1617,26 @@ fn spill_error(rc: &ReadCtx, e: &std::io::Error) -> Error {
     ))
 }
 
+/// The op of snapshot key `key` (its record `k`, whose name and value fields are not read)
+/// with `value`, or `None` when it is expired or cannot be written (reported).
 fn key_op(
     rc: &ReadCtx,
-    st: &ReadState,
-    mut k: journal::KeyRecord,
-    value: Vec<u8>,
+    st: &mut ReadState,
+    k: journal::KeyRecord,
+    key: Bytes,
+    value: Bytes,
     pos: Position,
 ) -> Result<Option<Op>> {
     let db = rc.stream.db(k.db, pos)?;
+    let now = || crate::units::now_ms() as i64;
+    let ReadState {
+        src_version, arena, ..
+    } = st;
     Ok(
-        match rc.keys.convert(&mut k, value, st.src_version, db, pos, || {
-            crate::units::now_ms() as i64
-        }) {
+        match rc
+            .keys
+            .convert(&k, &key, value, *src_version, db, pos, now, arena)
+        {
             Converted::Op(op, warnings) => {
                 for w in warnings {
                     rc.stats.lossy.fetch_add(1, Relaxed);
@@ -1581,7 +1654,7 @@ fn key_op(
                 None
             }
             Converted::Impossible(why) => {
-                unreplayable(rc, &k.key, pos, &why);
+                unreplayable(rc, &key, pos, &why);
                 None
             }
         },

@@ -41,6 +41,11 @@ pub struct Stats {
     pub lossy: AtomicU64,
     /// Module AUX records (not replayable: modules rebuild them).
     pub module_aux: AtomicU64,
+    /// Keys that moved between source masters while capture ran (a `RESTORE-ASKING` in a
+    /// multi-shard journal): their writes before the move are in one shard's stream, those
+    /// after it in another's, replayed without order between them, so the target may hold an
+    /// older value of such a key, or lack it. Each is warned about with its key.
+    pub migrated: AtomicU64,
     /// Stream records (commands and transactions) applied.
     pub records: AtomicU64,
     /// Commands sent (snapshot and stream).
@@ -105,6 +110,8 @@ pub struct Summary {
     pub lossy: u64,
     /// See [`Stats::module_aux`].
     pub module_aux: u64,
+    /// See [`Stats::migrated`].
+    pub migrated: u64,
     /// See [`Stats::records`].
     pub records: u64,
     /// See [`Stats::commands`].
@@ -189,6 +196,7 @@ impl Stats {
             functions: self.functions.load(Relaxed),
             lossy: self.lossy.load(Relaxed),
             module_aux: self.module_aux.load(Relaxed),
+            migrated: self.migrated.load(Relaxed),
             records: self.records.load(Relaxed),
             commands: self.commands.load(Relaxed),
             bytes: self.bytes.load(Relaxed),

@@ -13,12 +13,13 @@ use crate::resp;
 
 use crate::journal::{KeyRecord, Position};
 use crate::net::slot::key_slot;
-use crate::rdb::decode::decode_string;
+use crate::rdb::decode::{StrAt, decode_string};
 use crate::rdb::dump::{self, Compat};
 use crate::rdb::rewrite::{Commands, RewriteOptions, rewrite};
 use crate::rdb::string::{StrHeader, parse_header};
 use crate::rdb::version::{Flavor, Kind, ObjectType};
 
+use super::arena::Arena;
 use super::checkpoint::Phase;
 use super::op::{Cmd, Guard, OnBusy, Op, Route, Unit};
 use super::options::{ConflictPolicy, RestoreMode};
@@ -92,21 +93,23 @@ impl KeyConverter {
         self
     }
 
-    /// Converts key `k` (value reassembled from its chunks) of a snapshot written with
-    /// `src_version`, into target db `db`. `position` is the key's last record; `now_ms` tells
-    /// the time that decides what is already expired, asked only for a key with an expiry
-    /// (reading the clock costs as much as converting a small key).
-    ///
-    /// An op takes the key's name out of `k` (it is copied once per key, not twice); after any
-    /// other outcome `k` is as it was, to name the key in a report.
+    /// Converts snapshot key `key` with `value` (encoded as in the RDB, reassembled from its
+    /// chunks), whose record is `k` (its name and value fields are not read), of a snapshot
+    /// written with `src_version`, into target db `db`. `position` is the key's last record;
+    /// `now_ms` tells the time that decides what is already expired, asked only for a key with
+    /// an expiry (reading the clock costs as much as converting a small key). A string value
+    /// and an encoded RESTORE are built in `arena` (see [`super::arena`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn convert(
         &self,
-        k: &mut KeyRecord,
-        value: Vec<u8>,
+        k: &KeyRecord,
+        key: &Bytes,
+        value: Bytes,
         src_version: u16,
         db: u32,
         position: Position,
         now_ms: impl FnOnce() -> i64,
+        arena: &mut Arena,
     ) -> Converted {
         if k.expire_ms.is_some_and(|e| e <= now_ms()) {
             return Converted::Expired;
@@ -115,7 +118,7 @@ impl KeyConverter {
             return Converted::Impossible(format!("unknown RDB type {}", k.type_id));
         };
         let route = if self.cluster {
-            Route::Slot(key_slot(&k.key))
+            Route::Slot(key_slot(key))
         } else {
             Route::Any
         };
@@ -138,12 +141,19 @@ impl KeyConverter {
             && self.restore == RestoreMode::Auto
             && value.len() <= PLAIN_STRING_MAX
         {
-            return match decode_string(value) {
-                Ok(s) => {
-                    let key = Bytes::from(std::mem::take(&mut k.key));
-                    let argv = vec![Bytes::from_static(b"SET"), key.clone(), Bytes::from(s)];
+            return match decode_string(&value) {
+                Ok(at) => {
+                    let s = match at {
+                        StrAt::Slice(r) => value.slice(r),
+                        StrAt::Owned(v) => arena.copy(&v),
+                    };
+                    let argv = vec![Bytes::from_static(b"SET"), key.clone(), s];
                     Converted::Op(
-                        mk(key, Unit::Commands(vec![Cmd::new(argv, route)]), None),
+                        mk(
+                            key.clone(),
+                            Unit::Commands(vec![Cmd::new(argv, route)]),
+                            None,
+                        ),
                         Vec::new(),
                     )
                 }
@@ -155,13 +165,13 @@ impl KeyConverter {
             Err(why) => return Converted::Impossible(why),
         };
         if let Some(label) = restore_label {
-            let mut cmd = Cmd::encoded(b"RESTORE", self.restore_wire(k, &value, label), route);
+            let wire = self.restore_wire(k, key, &value, label, arena);
             drop(value);
+            let mut cmd = Cmd::encoded(b"RESTORE", wire, route);
             cmd.on_busy = self.on_busy();
-            let key = Bytes::from(std::mem::take(&mut k.key));
-            return Converted::Op(mk(key, Unit::Commands(vec![cmd]), None), Vec::new());
+            return Converted::Op(mk(key.clone(), Unit::Commands(vec![cmd]), None), Vec::new());
         }
-        let mut commands = match self.rewrite(k, t, Bytes::from(value), &k.key) {
+        let mut commands = match self.rewrite(k, t, value, key) {
             Ok(c) => c,
             Err(why) => return Converted::Impossible(why),
         };
@@ -173,13 +183,12 @@ impl KeyConverter {
             }
         }
         let guard = (self.conflict != ConflictPolicy::Replace).then(|| Guard {
-            key: k.key.clone(),
+            key: key.to_vec(),
             route,
             on_exists: self.on_busy(),
         });
         let warnings = warnings(&commands);
-        let key = Bytes::from(std::mem::take(&mut k.key));
-        Converted::Op(mk(key, Unit::Commands(cmds), guard), warnings)
+        Converted::Op(mk(key.clone(), Unit::Commands(cmds), guard), warnings)
     }
 
     /// How a large value that does not go by RESTORE is rebuilt ([`super::rebuild`]): the
@@ -250,18 +259,24 @@ impl KeyConverter {
     /// RESP in one buffer, the payload (type byte, value, version and CRC-64 footer) written
     /// straight into it. The buffer is allocated at its exact final size: frozen with spare
     /// capacity, it would cost `bytes` a second allocation (a shared header).
-    fn restore_wire(&self, k: &KeyRecord, value: &[u8], label: u16) -> Bytes {
+    fn restore_wire(
+        &self,
+        k: &KeyRecord,
+        key: &[u8],
+        value: &[u8],
+        label: u16,
+        arena: &mut Arena,
+    ) -> Bytes {
         let (mut eb, mut mb) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let args = RestoreArgs::of(k, self.replace(), &mut eb, &mut mb);
+        let args = RestoreArgs::of(k, key, self.replace(), &mut eb, &mut mb);
         let payload = 1 + value.len() + 10;
         let len = args.head_len(payload) + payload + 2 + args.tail_len();
-        let mut w = BytesMut::with_capacity(len);
-        args.head(&mut w, payload);
-        dump::write(&mut w, k.type_id, value, label);
-        w.put_slice(b"\r\n");
-        args.tail(&mut w);
-        debug_assert_eq!((w.len(), w.capacity()), (len, len));
-        w.freeze()
+        arena.build(len, |w| {
+            args.head(w, payload);
+            dump::write(w, k.type_id, value, label);
+            w.put_slice(b"\r\n");
+            args.tail(w);
+        })
     }
 
     /// Whether a value of type `t` and `value_len` encoded bytes goes by RESTORE: the RDB
@@ -307,7 +322,7 @@ impl KeyConverter {
         let t = object_type(k.type_id, src_version)?;
         let label = self.restore_label(t, src_version, k.value_len).ok()??;
         let (mut eb, mut mb) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let args = RestoreArgs::of(k, self.replace(), &mut eb, &mut mb);
+        let args = RestoreArgs::of(k, &k.key, self.replace(), &mut eb, &mut mb);
         let payload = 1 + k.value_len as usize + 10;
         let mut head = BytesMut::with_capacity(args.head_len(payload));
         args.head(&mut head, payload);
@@ -385,13 +400,14 @@ struct RestoreArgs<'a> {
 impl<'a> RestoreArgs<'a> {
     /// The arguments of `k`'s RESTORE, numbers formatted into the caller's buffers.
     fn of(
-        k: &'a KeyRecord,
+        k: &KeyRecord,
+        key: &'a [u8],
         replace: bool,
         expire: &'a mut itoa::Buffer,
         meta: &'a mut itoa::Buffer,
     ) -> Self {
         RestoreArgs {
-            key: &k.key,
+            key,
             expire: expire.format(k.expire_ms.unwrap_or(0).max(0)).as_bytes(),
             replace,
             meta: match (k.idle, k.freq) {

@@ -63,9 +63,61 @@ pub struct StreamConverter {
     /// Shards in the journal: with more than one, a flush in one shard's stream would also
     /// remove what the others replayed.
     pub journal_shards: usize,
-    /// This shard's source slot ranges, when the journal has several shards: a flush in its
-    /// stream deletes only the keys of these slots on the target ([`Cmd::flush_slots`]).
-    pub shard_slots: Option<std::sync::Arc<Vec<(u16, u16)>>>,
+}
+
+/// The source slot ranges a shard of a multi-shard journal serves at a point of its stream: a
+/// flush there deletes only the keys of these slots on the target ([`Cmd::flush_slots`]).
+///
+/// They start as the journal's manifest recorded them and follow the topology markers capture
+/// wrote when the source's layout changed (a shard follows the master serving its first slot,
+/// so after a slot migration its ranges are that master's): a flush after a resharding must
+/// not delete the keys of a slot that had moved to another master, nor keep those of a slot
+/// that had moved in. Capture reads the layout every 5 s, so a flush within seconds of a
+/// migration can still see the ranges from before it.
+#[derive(Debug, Clone)]
+pub struct ShardSlots {
+    /// The slot the shard follows (its first in the manifest).
+    locator: u16,
+    /// The ranges now.
+    now: std::sync::Arc<Vec<(u16, u16)>>,
+}
+
+impl ShardSlots {
+    /// The ranges the manifest gives a shard; `None` when it has none.
+    pub fn new(ranges: Vec<(u16, u16)>) -> Option<ShardSlots> {
+        Some(ShardSlots {
+            locator: ranges.first()?.0,
+            now: std::sync::Arc::new(ranges),
+        })
+    }
+
+    /// The ranges now.
+    pub fn now(&self) -> &std::sync::Arc<Vec<(u16, u16)>> {
+        &self.now
+    }
+
+    /// Follows a topology marker's `description` (at `position` of `shard`'s stream): the
+    /// ranges of the master that serves the shard's slot there. A marker that cannot be read,
+    /// or where no master serves it, changes nothing and is warned about.
+    pub fn follow(&mut self, description: &str, shard: &str, position: Position) {
+        let owner = crate::capture::plan::parse_description(description).and_then(|layout| {
+            layout.into_iter().find(|(_, ranges)| {
+                ranges
+                    .iter()
+                    .any(|&(a, b)| a <= self.locator && self.locator <= b)
+            })
+        });
+        match owner {
+            Some((_, ranges)) if ranges != *self.now => {
+                tracing::info!(%shard, %position, from = ?self.now, to = ?ranges, "the source's layout changed: a flush of this shard from here on deletes the keys of its new slot ranges");
+                self.now = std::sync::Arc::new(ranges);
+            }
+            Some(_) => {}
+            None => {
+                tracing::warn!(%shard, %position, slot = self.locator, "a topology marker names no master serving this shard's slot: a flush of this shard keeps deleting the keys of its earlier slot ranges")
+            }
+        }
+    }
 }
 
 impl StreamConverter {
@@ -77,7 +129,6 @@ impl StreamConverter {
             target_version,
             map_db: opts.map_db.clone(),
             journal_shards: 1,
-            shard_slots: None,
         }
     }
 
@@ -94,8 +145,14 @@ impl StreamConverter {
         Ok(to)
     }
 
-    /// One command record.
-    pub fn command(&self, c: Command, position: Position) -> Result<Option<Op>> {
+    /// One command record; `slots`: the shard's source slot ranges there, when the journal
+    /// has several shards.
+    pub fn command(
+        &self,
+        c: Command,
+        position: Position,
+        slots: Option<&ShardSlots>,
+    ) -> Result<Option<Op>> {
         let db = self.db(c.db, position)?;
         if skipped(&c.argv) {
             return Ok(None);
@@ -106,7 +163,7 @@ impl StreamConverter {
         let key = None;
         let mut cmds = self.routed(argv);
         if flush && self.journal_shards > 1 {
-            match &self.shard_slots {
+            match slots.map(ShardSlots::now) {
                 Some(slots) => {
                     tracing::info!(shard = %self.shard, %position, "{}: one source master was flushed; deleting the keys of its {} slot range(s) on the target", upper(&cmds[0].argv[0]), slots.len());
                     for c in &mut cmds {
@@ -435,6 +492,7 @@ mod tests {
                 argv: v(&["SET", "a", "1"]),
             },
             Position::ZERO,
+            None,
         );
         assert!(matches!(err, Err(Error::ClusterDb { db: 3, .. })));
     }
