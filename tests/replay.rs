@@ -1241,13 +1241,9 @@ fn cluster_strings(nodes: &[&Server]) -> Vec<(String, String)> {
     all
 }
 
-/// A `FLUSHALL` sent to one master of a source cluster (as clients do, master by master) is
-/// in that shard's stream only: replayed, it deletes the keys of that shard's slots and nothing
-/// else — not what the other shards replayed before or after it (sent as it is, it emptied
-/// the whole target). Onto a cluster and onto a standalone target, the target ends equal.
-#[test]
-fn a_flush_of_one_source_shard_deletes_only_its_slots() {
-    let source = Cluster::start("7.0", 3, 0);
+/// Starts capturing `source` (a cluster) into `j` of a new temporary folder, returned with the
+/// capture once it is attached to every master and the snapshot is in the journal.
+fn capture_every_master(source: &Cluster) -> (tempfile::TempDir, LiveCapture) {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j");
     let masters = source.masters();
@@ -1261,6 +1257,19 @@ fn a_flush_of_one_source_shard_deletes_only_its_slots() {
         wait_caught_up(m);
     }
     wait_snapshot_in_journal(&j);
+    (dir, cap)
+}
+
+/// A `FLUSHALL` sent to one master of a source cluster (as clients do, master by master) is
+/// in that shard's stream only: replayed, it deletes the keys of that shard's slots and nothing
+/// else — not what the other shards replayed before or after it (sent as it is, it emptied
+/// the whole target). Onto a cluster and onto a standalone target, the target ends equal.
+#[test]
+fn a_flush_of_one_source_shard_deletes_only_its_slots() {
+    let source = Cluster::start("7.0", 3, 0);
+    let (dir, cap) = capture_every_master(&source);
+    let j = dir.path().join("j");
+    let masters = source.masters();
     // keys each master owns, written on it
     let write = |n: &Server, prefix: &str, count: usize| {
         let mut c = n.client();
@@ -1334,19 +1343,9 @@ fn move_slot(cluster: &Cluster, key: &str, from: &Server, to: &Server) {
 #[test]
 fn a_flush_after_slots_moved_deletes_the_slots_the_master_then_served() {
     let source = Cluster::start("7.0", 3, 0);
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, cap) = capture_every_master(&source);
     let j = dir.path().join("j");
     let masters = source.masters();
-    let cap = LiveCapture::start(&source.url(), &j, &[], masters[0], 1);
-    for m in &masters {
-        wait_until(30, "capture attached to every master", || {
-            m.client()
-                .text(&["INFO", "replication"])
-                .contains("slave0:")
-        });
-        wait_caught_up(m);
-    }
-    wait_snapshot_in_journal(&j);
     // a slot of masters[0] and one of masters[1], neither the first of a range (a shard
     // follows the master of its first slot), named by a key in each
     let owned_by = |n: &Server, prefix: &str| {
@@ -1417,19 +1416,9 @@ fn a_flush_after_slots_moved_deletes_the_slots_the_master_then_served() {
 #[test]
 fn a_key_moved_between_source_masters_is_named_in_a_warning() {
     let source = Cluster::start("7.0", 3, 0);
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, cap) = capture_every_master(&source);
     let j = dir.path().join("j");
     let masters = source.masters();
-    let cap = LiveCapture::start(&source.url(), &j, &[], masters[0], 1);
-    for m in &masters {
-        wait_until(30, "capture attached to every master", || {
-            m.client()
-                .text(&["INFO", "replication"])
-                .contains("slave0:")
-        });
-        wait_caught_up(m);
-    }
-    wait_snapshot_in_journal(&j);
     let key = (0..)
         .map(|i| format!("moving:{i}"))
         .find(|k| {
