@@ -56,7 +56,7 @@ pub struct BigKey<'a> {
     pub db: u32,
     /// RESP before the payload's bytes: array header, `RESTORE`, key, expiry, bulk header.
     pub head: Bytes,
-    /// RESP after the payload's `\r\n`: `ABSTTL`, `REPLACE`, `IDLETIME`/`FREQ`.
+    /// RESP after the payload's `\r\n`: `ABSTTL` (with an expiry), `REPLACE`, `IDLETIME`/`FREQ`.
     pub tail: Bytes,
     /// The RDB version the footer carries.
     pub label: u16,

@@ -2,7 +2,7 @@
 //! rewrite otherwise, with the conflict policy honoured on both paths (RedisShake's duplicated
 //! lists on re-runs came from a policy one path ignored).
 //!
-//! RESTORE is `RESTORE key <expire ms> payload ABSTTL [REPLACE] [IDLETIME n | FREQ n]`: the expiry
+//! RESTORE is `RESTORE key <expire ms> payload [ABSTTL] [REPLACE] [IDLETIME n | FREQ n]`: the expiry
 //! stays absolute, so replaying hours later does not extend a TTL. The rewrite path is `DEL`
 //! (under `replace`) then the writes then `PEXPIREAT`. Under `skip`/`error` the rewrite path
 //! first asks `EXISTS` (an [`Guard`]); RESTORE drops `REPLACE` and reads `BUSYKEY`.
@@ -255,7 +255,7 @@ impl KeyConverter {
             .map_err(|e| format!("value does not decode: {e}"))
     }
 
-    /// `RESTORE key <expire ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]` encoded as
+    /// `RESTORE key <expire ms> <payload> [ABSTTL] [REPLACE] [IDLETIME n | FREQ n]` encoded as
     /// RESP in one buffer, the payload (type byte, value, version and CRC-64 footer) written
     /// straight into it. The buffer is allocated at its exact final size: frozen with spare
     /// capacity, it would cost `bytes` a second allocation (a shared header).
@@ -388,11 +388,14 @@ fn object_type(type_id: u8, src_version: u16) -> Option<ObjectType> {
 }
 
 /// The arguments of a key's RESTORE around its payload:
-/// `RESTORE key <expiry ms> <payload> ABSTTL [REPLACE] [IDLETIME n | FREQ n]`, written by both
-/// the in-memory path ([`KeyConverter::convert`]) and the streamed one ([`super::bigkey`]).
+/// `RESTORE key <expiry ms> <payload> [ABSTTL] [REPLACE] [IDLETIME n | FREQ n]`, written by
+/// both the in-memory path ([`KeyConverter::convert`]) and the streamed one
+/// ([`super::bigkey`]). `ABSTTL` only with an expiry: with 0 (none) it changes nothing, and
+/// the target parses one argument fewer per key.
 struct RestoreArgs<'a> {
     key: &'a [u8],
     expire: &'a [u8],
+    absttl: bool,
     replace: bool,
     meta: Option<(&'static [u8], &'a [u8])>,
 }
@@ -409,6 +412,7 @@ impl<'a> RestoreArgs<'a> {
         RestoreArgs {
             key,
             expire: expire.format(k.expire_ms.unwrap_or(0).max(0)).as_bytes(),
+            absttl: k.expire_ms.is_some_and(|e| e > 0),
             replace,
             meta: match (k.idle, k.freq) {
                 (Some(idle), _) => Some((b"IDLETIME".as_slice(), meta.format(idle).as_bytes())),
@@ -419,7 +423,9 @@ impl<'a> RestoreArgs<'a> {
     }
 
     fn count(&self) -> usize {
-        5 + usize::from(self.replace) + if self.meta.is_some() { 2 } else { 0 }
+        4 + usize::from(self.absttl)
+            + usize::from(self.replace)
+            + if self.meta.is_some() { 2 } else { 0 }
     }
 
     /// Bytes of [`RestoreArgs::head`].
@@ -443,7 +449,7 @@ impl<'a> RestoreArgs<'a> {
 
     /// Bytes of [`RestoreArgs::tail`].
     fn tail_len(&self) -> usize {
-        resp::bulk_len(b"ABSTTL".len())
+        usize::from(self.absttl) * resp::bulk_len(b"ABSTTL".len())
             + if self.replace {
                 resp::bulk_len(b"REPLACE".len())
             } else {
@@ -456,7 +462,9 @@ impl<'a> RestoreArgs<'a> {
 
     /// After the payload's `\r\n`: `ABSTTL`, `REPLACE`, `IDLETIME n` or `FREQ n`.
     fn tail(&self, w: &mut BytesMut) {
-        resp::bulk(w, b"ABSTTL");
+        if self.absttl {
+            resp::bulk(w, b"ABSTTL");
+        }
         if self.replace {
             resp::bulk(w, b"REPLACE");
         }
