@@ -322,7 +322,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     );
     println!(
-        "  snapshot keys {} (restored {} of which streamed {}, strings by SET {}, rewritten {} of which rebuilt {}, not exact {}), skipped (existing) {}, expired (not written) {}, function libraries {}, module aux records ignored {}",
+        "  snapshot keys {} (restored {} of which streamed {}, strings by SET {}, rewritten {} of which rebuilt {}, not exact {}), skipped (existing) {}, replaced (found existing) {}, expired (not written) {}, function libraries {}, module aux records ignored {}",
         s.keys,
         s.restored,
         s.streamed,
@@ -331,6 +331,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         s.rebuilt,
         s.lossy,
         s.skipped,
+        s.replaced,
         s.expired,
         s.functions,
         s.module_aux

@@ -332,7 +332,7 @@ impl BigKeys {
             match key.on_busy {
                 OnBusy::Skip => return Ok(Sent::Skipped),
                 OnBusy::Stop => return Ok(Sent::Conflict),
-                OnBusy::Fail => {}
+                OnBusy::Fail | OnBusy::Replace => {}
             }
         }
         Ok(Sent::Refused(m))

@@ -85,6 +85,11 @@ pub fn render(stats: &Stats) -> String {
             "Reconnections to the target.",
             &stats.reconnects,
         ),
+        (
+            "shake_replay_migrated_keys_total",
+            "Keys moved between source masters during capture (RESTORE-ASKING in a multi-shard journal), replayed from two shards without order between them: check them.",
+            &stats.migrated,
+        ),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(

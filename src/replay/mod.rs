@@ -439,7 +439,8 @@ async fn drive(
         start,
         after,
         keys: KeyConverter::new(&ctx.target, opts.restore, opts.on_conflict)
-            .plain_strings(opts.fold_sets),
+            .plain_strings(opts.fold_sets)
+            .watching(ctx.stats.clone()),
         shard_slots: ctx.shard_slots.clone(),
         stream: StreamConverter {
             journal_shards: ctx.journal_shards,

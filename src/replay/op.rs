@@ -32,6 +32,10 @@ pub enum OnBusy {
     Skip,
     /// Stop the replay (`--on-conflict error`).
     Stop,
+    /// The key is replaced: a `RESTORE` sent without `REPLACE` (`--on-conflict replace` on a
+    /// target that has not held the snapshot's keys so far) goes again with it
+    /// ([`super::snapshot::with_replace`]), counted as replaced.
+    Replace,
 }
 
 /// One command with its routing and reply meaning.

@@ -33,6 +33,9 @@ pub struct Stats {
     pub rebuilt: AtomicU64,
     /// Snapshot keys kept because they existed (`--on-conflict skip`).
     pub skipped: AtomicU64,
+    /// Snapshot keys that existed on the target and were replaced (`--on-conflict replace`,
+    /// known for those sent by RESTORE without `REPLACE`: see [`super::op::OnBusy::Replace`]).
+    pub replaced: AtomicU64,
     /// Snapshot keys not written because their expiry had passed.
     pub expired: AtomicU64,
     /// Function libraries loaded.
@@ -102,6 +105,8 @@ pub struct Summary {
     pub rebuilt: u64,
     /// See [`Stats::skipped`].
     pub skipped: u64,
+    /// See [`Stats::replaced`].
+    pub replaced: u64,
     /// See [`Stats::expired`].
     pub expired: u64,
     /// See [`Stats::functions`].
@@ -192,6 +197,7 @@ impl Stats {
             streamed: self.streamed.load(Relaxed),
             rebuilt: self.rebuilt.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
+            replaced: self.replaced.load(Relaxed),
             expired: self.expired.load(Relaxed),
             functions: self.functions.load(Relaxed),
             lossy: self.lossy.load(Relaxed),

@@ -56,7 +56,14 @@ pub struct KeyConverter {
     cluster: bool,
     /// Write small strings without TTL as plain `SET`s (see [`KeyConverter::plain_strings`]).
     plain_strings: bool,
+    /// The replay's counters, read for how many keys the target already held (see
+    /// [`KeyConverter::watching`]).
+    stats: Option<std::sync::Arc<super::report::Stats>>,
 }
+
+/// Keys found existing (and replaced) after which RESTOREs carry `REPLACE` from the start
+/// ([`KeyConverter::watching`]).
+const EXISTING_BEFORE_REPLACE: u64 = 64;
 
 /// Largest encoded string value sent as a plain `SET` rather than RESTORE.
 const PLAIN_STRING_MAX: usize = 64 << 10;
@@ -79,7 +86,31 @@ impl KeyConverter {
             restore,
             conflict,
             plain_strings: false,
+            stats: None,
         }
+    }
+
+    /// Under `--on-conflict replace`, sends RESTOREs without `REPLACE` while the target has
+    /// held few of the keys (fewer than 64 so far, as `stats` counts them), and each refused
+    /// with `BUSYKEY` again with it ([`OnBusy::Replace`]).
+    ///
+    /// Why: the target parses every argument of every RESTORE, about 600 instructions each
+    /// (callgrind, docs/performance.md), a twentieth of what a small key costs it; replaying
+    /// into an empty target, `REPLACE` changes nothing. Into one that already holds the keys
+    /// (a second run) the resends would double the work, so past 64 existing keys `REPLACE`
+    /// goes with every RESTORE again. The effect is the same either way: a key is replaced
+    /// whatever it held, and a key resent after a crash is replaced too.
+    pub fn watching(mut self, stats: std::sync::Arc<super::report::Stats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Whether this RESTORE carries `REPLACE` (else it gets [`OnBusy::Replace`]).
+    fn replace_at_once(&self) -> bool {
+        self.replace()
+            && self.stats.as_ref().is_none_or(|s| {
+                s.replaced.load(std::sync::atomic::Ordering::Relaxed) >= EXISTING_BEFORE_REPLACE
+            })
     }
 
     /// Under `--restore auto` and `--on-conflict replace`, writes a string key without TTL or
@@ -165,10 +196,15 @@ impl KeyConverter {
             Err(why) => return Converted::Impossible(why),
         };
         if let Some(label) = restore_label {
-            let wire = self.restore_wire(k, key, &value, label, arena);
+            let at_once = self.replace_at_once();
+            let wire = self.restore_wire(k, key, &value, label, at_once, arena);
             drop(value);
             let mut cmd = Cmd::encoded(b"RESTORE", wire, route);
-            cmd.on_busy = self.on_busy();
+            cmd.on_busy = if self.replace() && !at_once {
+                OnBusy::Replace
+            } else {
+                self.on_busy()
+            };
             return Converted::Op(mk(key.clone(), Unit::Commands(vec![cmd]), None), Vec::new());
         }
         let mut commands = match self.rewrite(k, t, value, key) {
@@ -265,10 +301,11 @@ impl KeyConverter {
         key: &[u8],
         value: &[u8],
         label: u16,
+        replace: bool,
         arena: &mut Arena,
     ) -> Bytes {
         let (mut eb, mut mb) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let args = RestoreArgs::of(k, key, self.replace(), &mut eb, &mut mb);
+        let args = RestoreArgs::of(k, key, replace, &mut eb, &mut mb);
         let payload = 1 + value.len() + 10;
         let len = args.head_len(payload) + payload + 2 + args.tail_len();
         arena.build(len, |w| {
@@ -387,6 +424,21 @@ fn object_type(type_id: u8, src_version: u16) -> Option<ObjectType> {
     ObjectType::from_byte(type_id, flavor)
 }
 
+/// `wire`, an encoded `RESTORE` without `REPLACE` (built by [`KeyConverter::convert`]), with
+/// `REPLACE` added as its last argument (RESTORE takes its options in any order); `None` when
+/// `wire` does not start with an array header.
+pub fn with_replace(wire: &[u8]) -> Option<Bytes> {
+    let rest = wire.strip_prefix(b"*")?;
+    let end = rest.iter().position(|&b| b == b'\r')?;
+    let n: usize = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    let body = rest.get(end + 2..)?;
+    let mut w = BytesMut::with_capacity(wire.len() + 20);
+    resp::array_header(&mut w, n + 1);
+    w.put_slice(body);
+    resp::bulk(&mut w, b"REPLACE");
+    Some(w.freeze())
+}
+
 /// The arguments of a key's RESTORE around its payload:
 /// `RESTORE key <expiry ms> <payload> [ABSTTL] [REPLACE] [IDLETIME n | FREQ n]`, written by
 /// both the in-memory path ([`KeyConverter::convert`]) and the streamed one
@@ -471,6 +523,31 @@ impl<'a> RestoreArgs<'a> {
         if let Some((name, v)) = self.meta {
             resp::bulk(w, name);
             resp::bulk(w, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_replace_adds_the_option_as_a_last_argument() {
+        let wire = b"*4\r\n$7\r\nRESTORE\r\n$1\r\nk\r\n$1\r\n0\r\n$3\r\n\x00ab\r\n";
+        let again = with_replace(wire).unwrap();
+        assert_eq!(
+            &again[..],
+            &b"*5\r\n$7\r\nRESTORE\r\n$1\r\nk\r\n$1\r\n0\r\n$3\r\n\x00ab\r\n$7\r\nREPLACE\r\n"[..]
+        );
+        let mut long = b"*10\r\n".to_vec();
+        long.extend_from_slice(&wire[4..]);
+        assert!(
+            with_replace(&long)
+                .unwrap()
+                .starts_with(b"*11\r\n$7\r\nRESTORE")
+        );
+        for bad in [&b""[..], b"$4\r\n", b"*x\r\n", b"*4", b"*4\r"] {
+            assert!(with_replace(bad).is_none(), "{bad:?}");
         }
     }
 }

@@ -102,6 +102,9 @@ struct Item {
     cmd: Option<usize>,
     node: Option<String>,
     asking: bool,
+    /// Send the command (a RESTORE refused with `BUSYKEY`) with `REPLACE` added
+    /// ([`OnBusy::Replace`]).
+    replace: bool,
 }
 
 enum Expect {
@@ -561,7 +564,7 @@ impl Writer {
                         position: op.position,
                     });
                 }
-                OnBusy::Fail => {}
+                OnBusy::Fail | OnBusy::Replace => {}
             }
         }
         if !op.folded.is_empty() {
@@ -929,6 +932,7 @@ impl Writer {
                                     cmd: Some(j),
                                     node: Some(m),
                                     asking: false,
+                                    replace: false,
                                 });
                             }
                         } else {
@@ -937,6 +941,7 @@ impl Writer {
                                 cmd: Some(j),
                                 node: None,
                                 asking: false,
+                                replace: false,
                             });
                         }
                     }
@@ -946,6 +951,7 @@ impl Writer {
                     cmd: None,
                     node: None,
                     asking: false,
+                    replace: false,
                 }),
             }
         }
@@ -1023,7 +1029,22 @@ impl Writer {
                 }
                 match it.cmd {
                     Some(j) => {
-                        queue(&mut node.conn, &op.unit.cmds()[j]);
+                        let c = &op.unit.cmds()[j];
+                        match c.wire.as_deref().filter(|_| it.replace) {
+                            Some(w) => {
+                                let again = super::snapshot::with_replace(w).ok_or_else(|| {
+                                    Failure::Fatal(Error::Protocol {
+                                        addr: addr.clone(),
+                                        what: format!(
+                                            "a RESTORE at {} could not be given REPLACE",
+                                            op.position
+                                        ),
+                                    })
+                                })?;
+                                node.conn.queue_raw(&again);
+                            }
+                            None => queue(&mut node.conn, c),
+                        }
                         ex.push((Expect::Cmd(j), Some(it.clone())));
                     }
                     None => {
@@ -1201,7 +1222,17 @@ impl Writer {
             return Ok(Outcome::Retry(r, w));
         }
         let op = &ops[it.op];
-        self.record_error(addr, op, &op.unit.cmds()[j], &m)?;
+        let cmd = &op.unit.cmds()[j];
+        if cmd.on_busy == OnBusy::Replace && !it.replace && error_kind(&m) == "BUSYKEY" {
+            // the key exists: replaced, as the policy says (sent again with REPLACE)
+            self.stats
+                .replaced
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut again = it.clone();
+            again.replace = true;
+            return Ok(Outcome::Retry(again, false));
+        }
+        self.record_error(addr, op, cmd, &m)?;
         Ok(Outcome::Done)
     }
 }
