@@ -1397,6 +1397,12 @@ fn a_flush_after_slots_moved_deletes_the_slots_the_master_then_served() {
     std::thread::sleep(Duration::from_secs(7));
     // the flushed shard has much more to replay before its flush than the others
     write(0, masters[0], 3000);
+    for m in &masters {
+        wait_caught_up(m);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before_flush = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    std::thread::sleep(Duration::from_millis(200));
     masters[0].client().cmd(&["FLUSHALL"]);
     for m in &masters {
         wait_caught_up(m);
@@ -1415,6 +1421,22 @@ fn a_flush_after_slots_moved_deletes_the_slots_the_master_then_served() {
         "{}",
         replayed.stderr
     );
+
+    // resumed from a checkpoint between the layout's change and the flush: the resumed run
+    // follows the markers it passes over before its checkpoint
+    let resumed = Server::start("7.0");
+    let first = replay(&j, &resumed.url(), &["--until-time", &before_flush]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    assert!(cluster_strings(&[&resumed]).contains(&(inn.clone(), "flushed".into())));
+    let rest = replay(&j, &resumed.url(), &[]);
+    assert_eq!(rest.code, 0, "{}\n{}", rest.stdout, rest.stderr);
+    assert!(
+        !rest.stderr.contains("commands sent 0"),
+        "{}\n{}",
+        rest.stdout,
+        rest.stderr
+    );
+    assert_eq!(cluster_strings(&[&resumed]), want);
 }
 
 /// A key moved with its slot between source masters while capture ran is in two shards'

@@ -1100,6 +1100,10 @@ struct ReadState {
     arena: arena::Arena,
     /// This shard's source slot ranges here, in a multi-shard journal.
     slots: Option<stream::ShardSlots>,
+    /// Whether topology markers before `rc.start` may still move [`ReadState::slots`]: a
+    /// resumed replay reads them only when a flush needs the slots and no marker came since
+    /// ([`slots_before`]).
+    slots_unread: bool,
 }
 
 /// What to do after one entry.
@@ -1169,7 +1173,8 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
         streamed: None,
         last: None,
         arena: arena::Arena::default(),
-        slots: slots_before(rc, &reader)?,
+        slots: rc.shard_slots.clone(),
+        slots_unread: rc.shard_slots.is_some() && rc.start > Position::ZERO,
     };
     for e in feed::Feed::new(&reader, rc.start) {
         let e = e.map_err(jerr)?;
@@ -1219,30 +1224,30 @@ fn read_inner(rc: &ReadCtx, out: &Outbox) -> Result<()> {
     Ok(())
 }
 
-/// The shard's source slot ranges where the replay starts: those of the manifest, moved on by
-/// the topology markers before `rc.start` (a resumed replay reads them again, the journal's
-/// frames before its checkpoint decoded once more; only in a multi-shard journal).
-fn slots_before(rc: &ReadCtx, reader: &ShardReader) -> Result<Option<stream::ShardSlots>> {
-    let Some(mut slots) = rc.shard_slots.clone() else {
-        return Ok(None);
+/// Moves `slots` by the last topology marker before `rc.start`, for a resumed replay's first
+/// flush of one shard (each marker gives the whole layout, so the last one is enough). The
+/// journal's frames before the checkpoint are decoded once more, which is why this waits for a
+/// flush rather than running at every resume.
+fn slots_before(rc: &ReadCtx, slots: &mut stream::ShardSlots) -> Result<()> {
+    let jerr = |cause| Error::Journal {
+        shard: rc.shard.clone(),
+        cause,
     };
-    if rc.start > Position::ZERO {
-        for e in feed::Feed::new(reader, Position::ZERO) {
-            let e = e.map_err(|e| Error::Journal {
-                shard: rc.shard.clone(),
-                cause: e,
-            })?;
-            if e.position >= rc.start {
-                break;
-            }
-            if let Rec::Other(Record::Marker(journal::Marker::Topology { description, .. })) =
-                &e.rec
-            {
-                slots.follow(description, &rc.shard, e.position);
-            }
+    let reader = ShardReader::open_dir(&rc.dir, RecoveryMode::Refuse).map_err(jerr)?;
+    let mut last = None;
+    for e in feed::Feed::new(&reader, Position::ZERO) {
+        let e = e.map_err(jerr)?;
+        if e.position >= rc.start {
+            break;
+        }
+        if let Rec::Other(Record::Marker(journal::Marker::Topology { description, .. })) = e.rec {
+            last = Some((description, e.position));
         }
     }
-    Ok(Some(slots))
+    if let Some((description, at)) = last {
+        slots.follow(&description, &rc.shard, at);
+    }
+    Ok(())
 }
 
 fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Result<Step> {
@@ -1251,6 +1256,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
         (&e.rec, &mut st.slots)
     {
         s.follow(description, &rc.shard, pos);
+        st.slots_unread = false;
     }
     let skip = rc.after.is_some_and(|a| pos <= a);
     let stop = || Ok(Step::Stop);
@@ -1387,7 +1393,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
 /// One command of the stream at `pos`: the end of the replay past `--until`, else its op.
 fn stream_command(
     rc: &ReadCtx,
-    st: &ReadState,
+    st: &mut ReadState,
     out: &Outbox,
     c: stream::Command,
     pos: Position,
@@ -1403,6 +1409,15 @@ fn stream_command(
         // a key moved in from another source master (Stats::migrated)
         rc.stats.migrated.fetch_add(1, Relaxed);
         tracing::warn!(shard = %rc.shard, %pos, key = %error::printable_key(c.argv.get(1).map_or(&[][..], |k| &k[..])), "this key moved between source masters during capture: its writes before the move are in another shard, replayed without order against these; check it with `shake compare`");
+    }
+    if st.slots_unread
+        && c.argv.first().is_some_and(|n| {
+            n.eq_ignore_ascii_case(b"FLUSHALL") || n.eq_ignore_ascii_case(b"FLUSHDB")
+        })
+        && let Some(slots) = &mut st.slots
+    {
+        slots_before(rc, slots)?;
+        st.slots_unread = false;
     }
     hand_on(rc, out, rc.stream.command(c, pos, st.slots.as_ref())?)
 }
