@@ -1439,6 +1439,77 @@ fn a_flush_after_slots_moved_deletes_the_slots_the_master_then_served() {
     assert_eq!(cluster_strings(&[&resumed]), want);
 }
 
+/// The layout change is recorded in an epoch that is not replayed: the flushed master was
+/// restarted empty after the resharding (a full resync: its shard replays only its new epoch),
+/// then flushed. The flush still deletes the slots it served then (the markers of earlier
+/// epochs are read when a flush needs them).
+#[test]
+fn a_flush_after_a_full_resync_uses_the_layout_recorded_in_an_earlier_epoch() {
+    let mut source = Cluster::start("7.0", 3, 0);
+    let (dir, cap) = capture_every_master(&source);
+    let j = dir.path().join("j");
+    let slot_of = |k: &str| shake::net::slot::key_slot(k.as_bytes());
+    let owned_by = |n: &Server, prefix: &str| {
+        (0..)
+            .map(|i| format!("{prefix}:{i}"))
+            .find(|k| {
+                ![0, 5461, 10923].contains(&slot_of(k))
+                    && !n.client().try_cmd(&["GET", k]).unwrap().is_error()
+            })
+            .unwrap()
+    };
+    let (out, inn) = {
+        let masters = source.masters();
+        let out = owned_by(masters[0], "out");
+        let inn = owned_by(masters[1], "in");
+        move_slot(&source, &out, masters[0], masters[1]);
+        move_slot(&source, &inn, masters[1], masters[0]);
+        masters[1].client().cmd(&["SET", &out, "kept"]);
+        (out, inn)
+    };
+    // capture reads the layout every 5 s and journals the change in every shard
+    std::thread::sleep(Duration::from_secs(7));
+    source.nodes[0].restart();
+    let masters = source.masters();
+    wait_until(60, "the restarted master serves its slots again", || {
+        masters[0]
+            .client()
+            .try_cmd(&["SET", &inn, "flushed"])
+            .is_ok_and(|r| !r.is_error())
+    });
+    wait_until(60, "capture attached to the restarted master again", || {
+        masters[0]
+            .client()
+            .text(&["INFO", "replication"])
+            .contains("slave0:")
+    });
+    // the flushed shard has more to replay before its flush than the others
+    let mut c = masters[0].client();
+    let mut written = 0;
+    for n in 0.. {
+        let k = format!("bulk:{n}");
+        if slot_of(&k) != slot_of(&inn) && !c.try_cmd(&["SET", &k, &k]).unwrap().is_error() {
+            written += 1;
+            if written == 3000 {
+                break;
+            }
+        }
+    }
+    c.cmd(&["FLUSHALL"]);
+    for m in &masters {
+        wait_caught_up(m);
+    }
+    cap.stop();
+    let want = cluster_strings(&masters);
+    assert!(want.contains(&(out.clone(), "kept".into())), "{want:?}");
+    assert!(!want.iter().any(|(k, _)| *k == inn), "{want:?}");
+
+    let standalone = Server::start("7.0");
+    let replayed = replay(&j, &standalone.url(), &[]);
+    assert_eq!(replayed.code, 0, "{}\n{}", replayed.stdout, replayed.stderr);
+    assert_eq!(cluster_strings(&[&standalone]), want);
+}
+
 /// A key moved with its slot between source masters while capture ran is in two shards'
 /// streams (the old master's `DEL`, the new one's `RESTORE-ASKING` and the writes after),
 /// which replay applies without order between them: the target could end with an older
