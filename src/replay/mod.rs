@@ -1320,8 +1320,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
                 st.pending = Some((k, v));
                 return Ok(Step::Go);
             }
-            let key = Bytes::from(std::mem::take(&mut k.key));
-            key_op(rc, st, k, key, v.into(), pos)?
+            owned_key_op(rc, st, k, v, pos)?
         }
         Record::ValueChunk(c) if st.streamed.is_some() => {
             // the key went to the target already; its last chunk moves the checkpoint past it
@@ -1367,9 +1366,7 @@ fn entry(rc: &ReadCtx, st: &mut ReadState, e: feed::Item, out: &Outbox) -> Resul
                 length_differs(rc, &k, pos);
                 return Ok(Step::Go);
             }
-            let mut k = k;
-            let key = Bytes::from(std::mem::take(&mut k.key));
-            key_op(rc, st, k, key, v.into(), pos)?
+            owned_key_op(rc, st, k, v, pos)?
         }
         Record::FunctionLibrary(f) => Some(rc.keys.function(&f.code, pos)),
         Record::ModuleAux(_) => {
@@ -1401,19 +1398,13 @@ fn stream_command(
     if rc.until.beyond(pos.offset, Some(c.time_ms)) {
         return Ok(Step::Stop);
     }
-    if rc.stream.journal_shards > 1
-        && c.argv
-            .first()
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"RESTORE-ASKING"))
-    {
+    if rc.stream.journal_shards > 1 && stream::is(&c.argv, b"RESTORE-ASKING") {
         // a key moved in from another source master (Stats::migrated)
         rc.stats.migrated.fetch_add(1, Relaxed);
         tracing::warn!(shard = %rc.shard, %pos, key = %error::printable_key(c.argv.get(1).map_or(&[][..], |k| &k[..])), "this key moved between source masters during capture: its writes before the move are in another shard, replayed without order against these; check it with `shake compare`");
     }
     if st.slots_unread
-        && c.argv.first().is_some_and(|n| {
-            n.eq_ignore_ascii_case(b"FLUSHALL") || n.eq_ignore_ascii_case(b"FLUSHDB")
-        })
+        && stream::is_flush(&c.argv)
         && let Some(slots) = &mut st.slots
     {
         slots_before(rc, slots)?;
@@ -1631,6 +1622,19 @@ fn spill_error(rc: &ReadCtx, e: &std::io::Error) -> Error {
         rc.shard,
         rc.spill_dir.display()
     ))
+}
+
+/// [`key_op`] of a key whose record owns its name (the follower's records, a value
+/// reassembled from chunks).
+fn owned_key_op(
+    rc: &ReadCtx,
+    st: &mut ReadState,
+    mut k: journal::KeyRecord,
+    value: Vec<u8>,
+    pos: Position,
+) -> Result<Option<Op>> {
+    let key = Bytes::from(std::mem::take(&mut k.key));
+    key_op(rc, st, k, key, value.into(), pos)
 }
 
 /// The op of snapshot key `key` (its record `k`, whose name and value fields are not read)

@@ -157,7 +157,7 @@ impl StreamConverter {
         if skipped(&c.argv) {
             return Ok(None);
         }
-        let flush = is(&c.argv, b"FLUSHALL") || is(&c.argv, b"FLUSHDB");
+        let flush = is_flush(&c.argv);
         let argv = absolute_expiry(c.argv, c.time_ms, self.target_version);
         // the key for messages is taken from the failing command itself (see the writer)
         let key = None;
@@ -319,9 +319,16 @@ fn upper(a: &[u8]) -> String {
     String::from_utf8_lossy(a).to_ascii_uppercase()
 }
 
-fn is(argv: &[impl AsRef<[u8]>], name: &[u8]) -> bool {
+/// Whether `argv` is the command `name` (any case).
+pub(super) fn is(argv: &[impl AsRef<[u8]>], name: &[u8]) -> bool {
     argv.first()
         .is_some_and(|a| a.as_ref().eq_ignore_ascii_case(name))
+}
+
+/// Whether `argv` empties a database (`FLUSHALL`, `FLUSHDB`): in a multi-shard journal, only
+/// the shard's slots ([`ShardSlots`]).
+pub(super) fn is_flush(argv: &[impl AsRef<[u8]>]) -> bool {
+    is(argv, b"FLUSHALL") || is(argv, b"FLUSHDB")
 }
 
 /// Protocol chatter that is not data (a journal should not hold it; tolerated if it does).
